@@ -1,0 +1,97 @@
+"""Pure-ASGI middleware: a request id on every response and a hard cap on body size."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name.lower() == b"x-request-id":
+            try:
+                text = value.decode("ascii")
+            except UnicodeDecodeError:
+                break
+            if _SANE_ID.match(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope.get("headers", []))
+        state = scope.get("state")
+        if state is None:  # the Functions ASGI adapter passes "state": None
+            state = scope["state"] = {}
+        state["request_id"] = request_id
+        rid_header = (b"x-request-id", request_id.encode())
+
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_large = int(value) > self.max_body_bytes
+                except ValueError:
+                    too_large = False
+                if too_large:
+                    await _send_error(send, 413, "body_too_large", self._too_large_message(), request_id)
+                    return
+
+        received = 0
+        limit = self.max_body_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except BodyTooLarge:
+            if not started:
+                await _send_error(send, 413, "body_too_large", self._too_large_message(), request_id)
+
+    def _too_large_message(self) -> str:
+        return f"request body is larger than MAX_BODY_BYTES ({self.max_body_bytes} bytes)"
+
+
+async def _send_error(send: Send, status: int, code: str, message: str, request_id: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message, "request_id": request_id}}).encode()
+    headers: list[Any] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

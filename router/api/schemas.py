@@ -1,0 +1,98 @@
+"""Request and response bodies: validated at the edge, unknown keys rejected."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from router.routing import Constraints
+
+_Positive = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False, strict=True)]
+_NonNegative = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False, strict=True)]
+
+
+class ConstraintsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_latency_ms: _Positive | None = Field(
+        None, description="Only models whose avg_latency_ms is at most this."
+    )
+    max_cost_per_1k: _NonNegative | None = Field(
+        None, description="Only models whose cost_per_1k_tokens (USD) is at most this."
+    )
+
+    def to_constraints(self) -> Constraints:
+        return Constraints(
+            max_latency_ms=float("inf") if self.max_latency_ms is None else float(self.max_latency_ms),
+            max_cost_per_1k=float("inf") if self.max_cost_per_1k is None else float(self.max_cost_per_1k),
+        )
+
+
+class RouteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, description="The user's query.", strict=True)
+    constraints: ConstraintsIn | None = None
+
+    def to_constraints(self) -> Constraints:
+        return self.constraints.to_constraints() if self.constraints else Constraints()
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class RouteResponse(BaseModel):
+    response: str
+    model_used: str
+    estimated_cost: float = Field(description="USD, from the response's token usage and the model's prices.")
+    complexity: float
+    classifier: str = Field(description='"heuristic", "learned", "llm" or "heuristic-fallback"')
+    usage: Usage
+    latency_ms: float
+    request_id: str
+
+
+class DecideResponse(BaseModel):
+    model: str
+    complexity: float
+    classifier: str
+    candidates: list[str] = Field(description="Models meeting every constraint, cheapest first.")
+    reason: str
+    request_id: str
+
+
+class ModelOut(BaseModel):
+    name: str
+    deployment: str
+    endpoint: str | None
+    cost_per_1k_tokens: float
+    input_cost_per_1k: float
+    output_cost_per_1k: float
+    avg_latency_ms: float
+    max_complexity: float
+    context_window: int | None
+    enabled: bool
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelOut]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    models: int
+    pending_cost_records: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    request_id: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

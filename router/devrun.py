@@ -1,0 +1,80 @@
+"""`python -m router dev`: everything a newcomer needs on one port, with no Azure account.
+
+Starts Azurite (unless Table settings are given), seeds the sample catalogue into an empty models table,
+starts the Azure OpenAI simulator (unless AZURE_OPENAI_ENDPOINT is set) and serves the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from router.local.azurite import REPO_ROOT, Azurite
+
+SAMPLE_MODELS = REPO_ROOT / "models.sample.json"
+
+
+def run(host: str, port: int) -> int:
+    azurite: Azurite | None = None
+    env = os.environ
+    if not env.get("TABLES_CONNECTION_STRING") and not env.get("TABLES_ENDPOINT"):
+        workdir = str(REPO_ROOT / ".azurite")
+        azurite = Azurite(port=int(env.get("AZURITE_TABLE_PORT", "10002")), workdir=workdir).start()
+        env["TABLES_CONNECTION_STRING"] = azurite.connection_string
+        print(f"Azurite Table service on {azurite.endpoint} (data in {workdir})")
+    try:
+        return asyncio.run(_serve(host, port))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if azurite is not None:
+            azurite.stop()
+
+
+async def _serve(host: str, port: int) -> int:
+    import uvicorn
+
+    from router.api import create_app
+    from router.model_config import load_file
+    from router.model_store import read_models, upsert_models
+    from router.runtime import Runtime
+    from router.settings import load_settings
+
+    servers: list[uvicorn.Server] = []
+    runtime_kwargs: dict[str, Any] = {}
+    simulated = not os.environ.get("AZURE_OPENAI_ENDPOINT")
+    if simulated:
+        from router.local.credential import SimulatorCredential
+        from router.simulator import Simulator
+
+        sim_port = int(os.environ.get("SIMULATOR_PORT", str(port + 1)))
+        sim = Simulator()
+        sim.keep_seen = False
+        os.environ["AZURE_OPENAI_ENDPOINT"] = f"http://127.0.0.1:{sim_port}"
+        servers.append(_server(uvicorn, sim.app, host, sim_port))
+        runtime_kwargs["credential"] = SimulatorCredential()
+
+    settings = load_settings()
+    if not await read_models(settings):
+        await upsert_models(settings, load_file(SAMPLE_MODELS))
+        print(f"Seeded the models table from {Path(SAMPLE_MODELS).name}")
+    app = create_app(Runtime(settings, **runtime_kwargs))
+    servers.append(_server(uvicorn, app, host, port))
+
+    if simulated:
+        print("\n" + "!" * 78)
+        print("!! No AZURE_OPENAI_ENDPOINT set: answers come from the LOCAL SIMULATOR, not a real model.")
+        print(f"!! Simulated Azure OpenAI on {os.environ['AZURE_OPENAI_ENDPOINT']}")
+        print("!" * 78)
+    body = '{"query": "Explain how binary search works and then write it in Python"}'
+    print(f"\nRouter on http://{host}:{port}  (OpenAPI docs: http://{host}:{port}/api/docs)")
+    print(f"Try:\n  curl -s http://{host}:{port}/api/route -d {shlex.quote(body)}\n")
+    await asyncio.gather(*(s.serve() for s in servers))
+    return 0
+
+
+def _server(uvicorn: Any, app: Any, host: str, port: int) -> Any:
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))

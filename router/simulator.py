@@ -1,0 +1,204 @@
+"""A local stand-in for Azure OpenAI: same wire format, realistic usage, scriptable faults.
+
+Used by the local dev run when no real endpoint is configured (answers are clearly marked as simulated)
+and by the tests and benchmarks, which script replies per deployment (judge scores, 429 with
+Retry-After, 500, slow replies, content filter, custom usage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+SIMULATED_PREFIX = "[simulated"
+
+
+@dataclass
+class Reply:
+    """One scripted reply. ``status`` != 200 sends an Azure-style error body."""
+
+    content: str | None = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error_code: str | None = None
+    error_message: str = "simulated failure"
+
+
+@dataclass
+class SeenRequest:
+    deployment: str
+    api_version: str | None
+    authorization: str | None
+    body: dict[str, Any]
+
+
+def estimate_tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+class Simulator:
+    def __init__(self, deployments: set[str] | None = None, delay_s: float = 0.0) -> None:
+        self.deployments = deployments  # None accepts any deployment name
+        self.delay_s = delay_s
+        self.scripts: dict[str, deque[Reply]] = defaultdict(deque)
+        self.seen: list[SeenRequest] = []
+        self.keep_seen = True
+        self.app = Starlette(
+            routes=[
+                Route("/openai/deployments/{deployment}/chat/completions", self._chat, methods=["POST"]),
+                Route("/health", lambda _: JSONResponse({"status": "ok"}), methods=["GET"]),
+            ]
+        )
+
+    def script(self, deployment: str, *replies: Reply) -> None:
+        self.scripts[deployment].extend(replies)
+
+    def reset(self) -> None:
+        self.scripts.clear()
+        self.seen.clear()
+
+    def calls_to(self, deployment: str) -> list[SeenRequest]:
+        return [s for s in self.seen if s.deployment == deployment]
+
+    async def _chat(self, request: Request) -> Response:
+        deployment = request.path_params["deployment"]
+        api_version = request.query_params.get("api-version")
+        auth = request.headers.get("authorization")
+        if not api_version:
+            return _error(404, "404", "Resource not found")
+        if not auth or not auth.lower().startswith("bearer ") or len(auth) < 12:
+            return _error(401, "PermissionDenied", "Access denied: missing or invalid Entra ID token")
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "BadRequest", "invalid JSON")
+        if self.keep_seen:
+            self.seen.append(SeenRequest(deployment, api_version, auth, body))
+        if self.deployments is not None and deployment not in self.deployments:
+            return _error(404, "DeploymentNotFound", f"The API deployment {deployment} does not exist")
+        queue = self.scripts.get(deployment)
+        reply = queue.popleft() if queue else Reply()
+        delay = reply.delay_s or self.delay_s
+        if delay:
+            await asyncio.sleep(delay)
+        if reply.status != 200:
+            return _error(
+                reply.status, reply.error_code or str(reply.status), reply.error_message, reply.headers
+            )
+        messages = body.get("messages") or []
+        content = reply.content if reply.content is not None else self._default_answer(deployment, messages)
+        prompt_tokens = reply.prompt_tokens
+        if prompt_tokens is None:
+            prompt_tokens = sum(estimate_tokens(_message_text(m)) + 4 for m in messages) + 3
+        completion_tokens = reply.completion_tokens
+        if completion_tokens is None:
+            completion_tokens = estimate_tokens(content)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        cid = f"chatcmpl-sim{uuid.uuid4().hex[:20]}"
+        created = int(time.time())
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(
+                _stream(cid, created, deployment, content, usage, include_usage),
+                media_type="text/event-stream",
+                headers=reply.headers,
+            )
+        payload = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": deployment,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": usage,
+            "system_fingerprint": "fp_simulated",
+        }
+        return JSONResponse(payload, headers=reply.headers)
+
+    @staticmethod
+    def _default_answer(deployment: str, messages: list[dict[str, Any]]) -> str:
+        system = next((_message_text(m) for m in messages if m.get("role") == "system"), "")
+        last = next((_message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+        if "rate how hard" in system:
+            # A plausible judge: longer, code-bearing requests are harder. Deterministic.
+            score = min(1.0, 0.2 + len(last) / 2000 + (0.3 if "```" in last or "def " in last else 0.0))
+            return f"{score:.2f}"
+        words = last.split()
+        topic = " ".join(words[:12]) + ("…" if len(words) > 12 else "")
+        return (
+            f"{SIMULATED_PREFIX} answer from deployment '{deployment}'] This is a simulated reply to: "
+            f"{topic!r}. Configure AZURE_OPENAI_ENDPOINT to get real answers."
+        )
+
+
+async def _stream(
+    cid: str, created: int, model: str, content: str, usage: dict[str, int], include_usage: bool
+) -> AsyncIterator[bytes]:
+    def chunk(delta: dict[str, Any], finish: str | None, usage_: dict[str, int] | None = None) -> bytes:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+        obj = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": choices,
+        }
+        if usage_ is not None:
+            obj["usage"] = usage_
+        return f"data: {json.dumps(obj)}\n\n".encode()
+
+    yield chunk({"role": "assistant", "content": ""}, None)
+    pieces = content.split(" ")
+    for i, piece in enumerate(pieces):
+        yield chunk({"content": piece if i == 0 else " " + piece}, None)
+        await asyncio.sleep(0)
+    yield chunk({}, "stop")
+    if include_usage:
+        obj = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+        }
+        obj["usage"] = usage
+        yield f"data: {json.dumps(obj)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)

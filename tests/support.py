@@ -1,0 +1,112 @@
+"""Loopback servers the tests talk to through the real SDKs.
+
+- ``ThreadServer`` runs any ASGI app (the Azure OpenAI simulator, the app itself) with uvicorn.
+- ``IdentityEndpoint`` is the App Service managed-identity protocol (IDENTITY_ENDPOINT + IDENTITY_HEADER),
+  which the real ``ManagedIdentityCredential`` calls. This is the one thing that cannot exist here for
+  real (Azure's token service); it issues unsigned JWTs that Azurite's ``--oauth basic`` accepts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from router.local.azurite import free_port
+
+
+class ThreadServer:
+    def __init__(self, app: Any, port: int = 0, **config: Any) -> None:
+        self.port = port or free_port()
+        self.config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="error", access_log=False, **config
+        )
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def fake_jwt(audience: str, lifetime_s: int = 3600) -> str:
+    now = int(time.time())
+    header = {"alg": "none", "typ": "JWT"}
+    claims = {
+        "aud": audience,
+        "iss": "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
+        "nbf": now - 60,
+        "iat": now - 60,
+        "exp": now + lifetime_s,
+        "oid": str(uuid.uuid4()),
+        "tid": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "appid": "router-tests",
+    }
+    return f"{_b64(header)}.{_b64(claims)}.c2lnbmF0dXJl"
+
+
+@dataclass
+class TokenRequest:
+    resource: str | None
+    client_id: str | None
+    api_version: str | None
+
+
+@dataclass
+class IdentityEndpoint:
+    header_secret: str = field(default_factory=lambda: uuid.uuid4().hex)
+    requests: list[TokenRequest] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        async def token(request: Request) -> JSONResponse:
+            if request.headers.get("x-identity-header") != self.header_secret:
+                return JSONResponse({"error": "bad identity header"}, status_code=401)
+            q = request.query_params
+            resource = q.get("resource")
+            self.requests.append(TokenRequest(resource, q.get("client_id"), q.get("api-version")))
+            if not resource:
+                return JSONResponse({"error": "resource required"}, status_code=400)
+            tok = fake_jwt(resource)
+            self.issued.append(tok)
+            return JSONResponse(
+                {
+                    "access_token": tok,
+                    "expires_on": str(int(time.time()) + 3600),
+                    "resource": resource,
+                    "token_type": "Bearer",
+                    "client_id": q.get("client_id") or "system",
+                }
+            )
+
+        return Starlette(routes=[Route("/msi/token", token, methods=["GET"])])
+
+    def resources(self) -> set[str | None]:
+        return {r.resource for r in self.requests}
