@@ -7,6 +7,7 @@ so every retry of the write is an idempotent upsert of the same entity: no loss,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -45,6 +46,7 @@ class CostRecord(BaseModel):
     status: str = "ok"
     error_code: str | None = None
     fallbacks: int = 0
+    attempts: str | None = None  # JSON list of failed attempts: [{"model", "error_code"}]
 
     @property
     def partition_key(self) -> str:
@@ -65,66 +67,124 @@ class CostRecord(BaseModel):
 
 Writer = Callable[[dict[str, Any]], Awaitable[object]]
 
+# Backoff between write attempts before a record is parked in the buffer.
+RETRY_DELAYS_S = (0.05, 0.25, 1.0)
+
 
 class CostRecorder:
-    """Writes records; a failed write is logged in full, buffered (bounded) and retried later, so an
-    outage of Table Storage loses nothing that the logs do not also hold."""
+    """Writes records durably without making the caller wait (in ``background`` mode).
 
-    def __init__(self, writer: Writer, max_pending: int = 10_000) -> None:
+    A write is retried with backoff; if it still fails, the whole record is logged as one JSON line
+    (recoverable from logs whatever happens next) and parked in a bounded buffer that later requests
+    and shutdown flush. The RowKey is fixed per record, so retries are idempotent upserts.
+    """
+
+    def __init__(
+        self,
+        writer: Writer,
+        max_pending: int = 10_000,
+        background: bool = True,
+        retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
+    ) -> None:
         self._write = writer
-        self._pending: deque[CostRecord] = deque()
+        self._buffer: deque[CostRecord] = deque()
         self._max_pending = max_pending
+        self._background = background
+        self._retry_delays_s = retry_delays_s
+        self._in_flight: set[asyncio.Task[bool]] = set()
         self._flush_lock = asyncio.Lock()
+        self._flushing: asyncio.Task[int] | None = None
         self.dropped = 0
+        self.written = 0
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        """Records not yet stored: being written now, or parked after failed writes."""
+        return len(self._buffer) + len(self._in_flight)
 
-    async def record(self, rec: CostRecord) -> bool:
-        """Write now; True when stored. On failure the record is kept for a later flush."""
-        if self._pending:
-            await self.flush()
-        try:
-            await self._write(rec.to_entity())
-            return True
-        except Exception as exc:
-            self._keep(rec, exc)
-            return False
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    async def record(self, rec: CostRecord) -> None:
+        """Hand a record over. Background mode returns at once; inline mode waits for the write
+        (and its retries) but never raises: a failure parks the record instead."""
+        if self._buffer:
+            self._schedule_flush()
+        if self._background:
+            task = asyncio.get_running_loop().create_task(self._write_with_retries(rec))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            return
+        await self._write_with_retries(rec)
+
+    async def _write_with_retries(self, rec: CostRecord) -> bool:
+        entity = rec.to_entity()
+        last: Exception | None = None
+        for delay in (0.0, *self._retry_delays_s):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                await self._write(entity)
+                self.written += 1
+                return True
+            except Exception as exc:
+                last = exc
+        assert last is not None
+        self._park(rec, last)
+        return False
+
+    def _schedule_flush(self) -> None:
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self.flush())
 
     async def flush(self) -> int:
-        """Retry buffered records in order; returns how many were stored."""
+        """Retry parked records in order; returns how many were stored."""
         stored = 0
         async with self._flush_lock:
-            while self._pending:
-                rec = self._pending[0]
+            while self._buffer:
+                rec = self._buffer[0]
                 try:
                     await self._write(rec.to_entity())
                 except Exception as exc:
-                    log.warning("cost record flush failed (%d pending): %s", len(self._pending), exc)
+                    log.warning(
+                        "cost record flush failed (%d parked): %s", len(self._buffer), type(exc).__name__
+                    )
                     break
-                self._pending.popleft()
+                self._buffer.popleft()
+                self.written += 1
                 stored += 1
+        if stored:
+            log.info("flushed %d parked cost record(s)", stored)
         return stored
 
+    async def idle(self) -> None:
+        """Wait until every write in flight has finished (stored or parked)."""
+        while self._in_flight:
+            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
+
     async def drain(self, timeout_s: float = 10.0, interval_s: float = 0.5) -> None:
-        """Keep flushing until empty or the timeout passes (shutdown)."""
+        """Shutdown: finish in-flight writes, then keep flushing until empty or the timeout passes."""
         deadline = time.monotonic() + timeout_s
-        while self._pending and time.monotonic() < deadline:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle(), timeout=timeout_s)
+        while self._buffer and time.monotonic() < deadline:
             await self.flush()
-            if self._pending:
+            if self._buffer:
                 await asyncio.sleep(interval_s)
-        for rec in self._pending:
-            log.error("cost record not stored at shutdown: %s", _record_line(rec))
+        for rec in self._buffer:
+            log.error("cost record not stored at shutdown: %s", record_line(rec))
 
-    def _keep(self, rec: CostRecord, exc: Exception) -> None:
+    def _park(self, rec: CostRecord, exc: Exception) -> None:
         # The full record goes to the log first: it is recoverable from there whatever happens next.
-        log.error("cost record write failed (%s): %s", type(exc).__name__, _record_line(rec))
-        if len(self._pending) >= self._max_pending:
-            self._pending.popleft()
+        log.error("cost record write failed (%s): %s", type(exc).__name__, record_line(rec))
+        if len(self._buffer) >= self._max_pending:
+            self._buffer.popleft()  # already logged in full when it was parked
             self.dropped += 1
-        self._pending.append(rec)
+        self._buffer.append(rec)
 
 
-def _record_line(rec: CostRecord) -> str:
+def record_line(rec: CostRecord) -> str:
     return json.dumps({"cost_record": rec.to_entity()}, default=str, separators=(",", ":"))

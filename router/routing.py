@@ -56,3 +56,51 @@ def choose(models: Sequence[ModelConfig], complexity: float, constraints: Constr
         f"using the most capable model (max_complexity {chosen.max_complexity})"
     )
     return Decision(chosen, (), reason)
+
+
+def fallback_chain(
+    models: Sequence[ModelConfig],
+    decision: Decision,
+    complexity: float,
+    constraints: Constraints,
+    allow_outside_constraints: bool = False,
+) -> list[ModelConfig]:
+    """The order to try models in: the decision, then the other candidates cheapest first (all can take
+    the query within the caller's limits). Models outside the limits, still able to take the query,
+    follow only when the caller allows it."""
+    chain = [decision.model]
+    chain += [m for m in decision.candidates if m is not decision.model]
+    if allow_outside_constraints:
+        capable = sorted(
+            (m for m in models if m.enabled and m.max_complexity >= complexity),
+            key=lambda m: (m.cost_per_1k_tokens, m.name),
+        )
+        chain += [m for m in capable if m not in chain]
+    return chain
+
+
+def larger_context(
+    models: Sequence[ModelConfig],
+    failed: ModelConfig,
+    constraints: Constraints,
+    allow_outside_constraints: bool = False,
+) -> list[ModelConfig]:
+    """Models with a larger context window than ``failed``, cheapest first (for context-length errors)."""
+    window = failed.context_window or 0
+    return sorted(
+        (
+            m
+            for m in models
+            if m.enabled
+            and m is not failed
+            and (m.context_window or 0) > window
+            and (allow_outside_constraints or _within(m, constraints))
+        ),
+        key=lambda m: (m.cost_per_1k_tokens, m.name),
+    )
+
+
+def _within(m: ModelConfig, constraints: Constraints) -> bool:
+    return (
+        m.avg_latency_ms <= constraints.max_latency_ms and m.cost_per_1k_tokens <= constraints.max_cost_per_1k
+    )

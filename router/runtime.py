@@ -60,7 +60,10 @@ class Runtime:
 
             s = self.settings
             cred = None if s.TABLES_CONNECTION_STRING else self.credential()
-            self._tables = create_service_client(s, cred, **self._table_transport)
+            # The app owns retries (cost-record writes, catalogue refresh): keep the SDK's short, so an
+            # outage is noticed in milliseconds rather than after ~10 s of exponential backoff.
+            transport = {"retry_total": 1, "retry_backoff_factor": 0.1, **self._table_transport}
+            self._tables = create_service_client(s, cred, **transport)
         return self._tables
 
     async def table(self, name: str) -> TableClient:
@@ -85,6 +88,7 @@ class Runtime:
         from router.catalog import ModelCatalog
         from router.classifiers import get_scorer
         from router.cost_records import CostRecorder
+        from router.health import HEALTH_PARTITION, HealthBoard
         from router.llm import OpenAIClients
         from router.model_store import read_table
         from router.service import RouterService
@@ -104,6 +108,14 @@ class Runtime:
         async def write_cost(entity: dict[str, Any]) -> object:
             return await (await table(s.COSTS_TABLE)).upsert_entity(entity, mode=UpdateMode.REPLACE)
 
+        async def read_health() -> list[dict[str, Any]]:
+            health = await table(s.HEALTH_TABLE)
+            rows = health.query_entities("PartitionKey eq @pk", parameters={"pk": HEALTH_PARTITION})
+            return [dict(e) async for e in rows]
+
+        async def write_health(entity: dict[str, Any]) -> object:
+            return await (await table(s.HEALTH_TABLE)).upsert_entity(entity, mode=UpdateMode.REPLACE)
+
         return RouterService(
             settings=s,
             catalog=ModelCatalog(load_models, s.MODELS_TTL_SECONDS),
@@ -114,13 +126,24 @@ class Runtime:
                 s.REQUEST_TIMEOUT_S,
                 self._openai_http_client_factory,
             ),
-            recorder=CostRecorder(write_cost),
+            recorder=CostRecorder(
+                write_cost, max_pending=s.COST_BUFFER_MAX, background=s.COST_WRITE_MODE == "background"
+            ),
+            health=HealthBoard(
+                circuit_failures=s.CIRCUIT_FAILURES,
+                circuit_open_s=s.CIRCUIT_OPEN_S,
+                default_cooldown_s=s.COOLDOWN_DEFAULT_S,
+                refresh_s=s.HEALTH_REFRESH_S,
+                reader=read_health,
+                writer=write_health,
+            ),
         )
 
     async def close(self) -> None:
         service, self._service = self._service, None
         if service is not None:
             await service.recorder.drain()
+            await service.health.wait_idle()
             await service.clients.close()
         if self._tables is not None:
             await self._tables.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -46,8 +46,19 @@ class Settings(BaseModel):
     JUDGE_CACHE_SIZE: int = Field(4096, ge=0, le=1_000_000)
     # HTTP
     MAX_BODY_BYTES: int = Field(1_048_576, gt=0, le=100 * 1_048_576)
-    REQUEST_TIMEOUT_S: float = Field(60.0, gt=0, le=600)
+    REQUEST_TIMEOUT_S: float = Field(60.0, gt=0, le=600, description="Overall budget of one request.")
     LOG_PROMPTS: bool = False
+    # Reliability: fallbacks, cooldowns shared across instances, cost-record durability
+    ATTEMPT_TIMEOUT_S: float = Field(30.0, gt=0, le=600, description="Cap on one upstream attempt.")
+    HEALTH_TABLE: Annotated[str, Field(pattern=_TABLE_NAME)] = "health"
+    HEALTH_REFRESH_S: float = Field(2.0, gt=0, le=3600, description="How stale shared cooldowns may be.")
+    COOLDOWN_DEFAULT_S: float = Field(
+        10.0, ge=0, le=3600, description="Cooldown after a 429 without Retry-After."
+    )
+    CIRCUIT_FAILURES: int = Field(3, ge=1, le=1000, description="Consecutive failures that open the circuit.")
+    CIRCUIT_OPEN_S: float = Field(30.0, gt=0, le=3600, description="How long an open circuit skips a model.")
+    COST_WRITE_MODE: Literal["background", "inline"] = "background"
+    COST_BUFFER_MAX: int = Field(10_000, ge=1, le=10_000_000)
 
     @field_validator("AZURE_OPENAI_ENDPOINT", "TABLES_ENDPOINT")
     @classmethod

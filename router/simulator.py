@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import time
 import uuid
 from collections import defaultdict, deque
@@ -61,9 +62,14 @@ def _message_text(message: dict[str, Any]) -> str:
 
 
 class Simulator:
-    def __init__(self, deployments: set[str] | None = None, delay_s: float = 0.0) -> None:
+    def __init__(self, deployments: set[str] | None = None, delay_s: float = 0.0, seed: int = 0) -> None:
         self.deployments = deployments  # None accepts any deployment name
         self.delay_s = delay_s
+        # Random injected failures for load runs: this share of unscripted calls gets fault_status.
+        self.fault_rate = 0.0
+        self.fault_status = 500
+        self.faults_injected = 0
+        self._rng = random.Random(seed)
         self.scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self.seen: list[SeenRequest] = []
         self.keep_seen = True
@@ -80,6 +86,8 @@ class Simulator:
     def reset(self) -> None:
         self.scripts.clear()
         self.seen.clear()
+        self.fault_rate = 0.0
+        self.faults_injected = 0
 
     def calls_to(self, deployment: str) -> list[SeenRequest]:
         return [s for s in self.seen if s.deployment == deployment]
@@ -101,7 +109,13 @@ class Simulator:
         if self.deployments is not None and deployment not in self.deployments:
             return _error(404, "DeploymentNotFound", f"The API deployment {deployment} does not exist")
         queue = self.scripts.get(deployment)
-        reply = queue.popleft() if queue else Reply()
+        if queue:
+            reply = queue.popleft()
+        elif self.fault_rate and self._rng.random() < self.fault_rate:
+            self.faults_injected += 1
+            reply = Reply(status=self.fault_status, error_message="injected fault")
+        else:
+            reply = Reply()
         delay = reply.delay_s or self.delay_s
         if delay:
             await asyncio.sleep(delay)

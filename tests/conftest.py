@@ -119,6 +119,9 @@ class Harness:
     azurite: Azurite
 
     async def costs(self) -> list[dict[str, Any]]:
+        """Stored cost records, after every background write has finished."""
+        if self.runtime.built_service is not None:
+            await self.runtime.built_service.recorder.idle()
         table = await self.runtime.table(self.settings.COSTS_TABLE)
         return [dict(e) async for e in table.list_entities()]
 
@@ -139,6 +142,7 @@ def settings_factory(azurite: Azurite, simulator_server: tuple[Simulator, Thread
             "TABLES_CONNECTION_STRING": azurite.connection_string,
             "MODELS_TABLE": unique("models"),
             "COSTS_TABLE": unique("costs"),
+            "HEALTH_TABLE": unique("health"),
             "CLASSIFIER": "seed",
         }
         values.update(overrides)

@@ -110,3 +110,46 @@ class IdentityEndpoint:
 
     def resources(self) -> set[str | None]:
         return {r.resource for r in self.requests}
+
+
+class ResettingServer:
+    """Accepts TCP connections and closes them at once: a connection reset, as a dying upstream does."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        import socket
+        import struct
+
+        self.sock.settimeout(0.1)
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            # SO_LINGER 0: close sends RST instead of FIN.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    def start(self) -> ResettingServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop = True
+        self.thread.join(timeout=5)
+        self.sock.close()

@@ -103,20 +103,22 @@ async def test_unknown_path_is_404_and_wrong_method_is_405(harness: Harness):
     assert_error(await harness.client.delete("/api/models"), 405, "method_not_allowed")
 
 
-async def test_upstream_failure_is_502_and_still_recorded(harness: Harness):
-    harness.simulator.script("dep-small", Reply(status=500, error_message="boom"))
+async def test_upstream_failure_everywhere_is_502_and_still_recorded(harness: Harness):
+    for dep in ("dep-small", "dep-medium", "dep-large"):
+        harness.simulator.script(dep, Reply(status=500, error_message="boom"))
     r = await harness.client.post("/api/route", json={"query": "hi"}, headers={"x-request-id": "fail-1"})
-    err = assert_error(r, 502, "upstream_http_500", mentions="small")
+    err = assert_error(r, 502, "upstream_http_500", mentions="small (http_500), medium (http_500), large")
     assert err["request_id"] == "fail-1"
     [rec] = await harness.costs()
     assert rec["request_id"] == "fail-1"
     assert rec["status"] == "error" and rec["error_code"] == "http_500"
     assert rec["cost_usd"] == 0 and rec["prompt_tokens"] == 0
-    assert rec["model"] == "small"
+    assert rec["model"] == "large" and rec["fallbacks"] == 3
 
 
-async def test_throttled_upstream_is_502_with_its_code(harness: Harness):
-    harness.simulator.script("dep-small", Reply(status=429, headers={"retry-after": "3"}))
+async def test_throttled_everywhere_is_502_with_its_code(harness: Harness):
+    for dep in ("dep-small", "dep-medium", "dep-large"):
+        harness.simulator.script(dep, Reply(status=429, headers={"retry-after": "3"}))
     r = await harness.client.post("/api/route", json={"query": "hi"})
     assert_error(r, 502, "upstream_http_429")
     assert (await harness.costs())[0]["error_code"] == "http_429"

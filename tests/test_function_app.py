@@ -25,6 +25,7 @@ def function_app_module(monkeypatch, azurite, simulator_server):
         "TABLES_CONNECTION_STRING": azurite.connection_string,
         "MODELS_TABLE": unique("models"),
         "COSTS_TABLE": unique("costs"),
+        "HEALTH_TABLE": unique("health"),
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -94,11 +95,14 @@ async def test_route_through_the_function_in_process(function_app_module, simula
         assert resp.status_code == 400
         assert "query" in json.loads(resp.get_body())["error"]["message"]
 
+        await runtime.built_service.recorder.idle()  # cost records are written off the response path
         table = await runtime.table(runtime.settings.COSTS_TABLE)
         records = [e async for e in table.list_entities()]
         assert [r["request_id"] for r in records] == ["fn-1"]
     finally:
-        await runtime.close()
+        # The host's shutdown path: ASGI lifespan shutdown closes the runtime's clients.
+        await function_app_module.app.middleware.notify_shutdown()
+        assert runtime.built_service is None
 
 
 def test_import_fails_with_the_setting_named(monkeypatch):

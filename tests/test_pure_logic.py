@@ -63,7 +63,10 @@ def test_routing_picks_cheapest_capable():
 def test_routing_constraints_are_inclusive_and_combined():
     assert choose(MODELS, 0.0, Constraints(max_latency_ms=400)).model is SMALL
     assert choose(MODELS, 0.5, Constraints(max_latency_ms=800)).model is MEDIUM
-    assert [m.name for m in choose(MODELS, 0.0, Constraints(max_cost_per_1k=0.0007)).candidates] == ["small", "medium"]
+    assert [m.name for m in choose(MODELS, 0.0, Constraints(max_cost_per_1k=0.0007)).candidates] == [
+        "small",
+        "medium",
+    ]
     d = choose(MODELS, 0.5, Constraints(max_latency_ms=1000, max_cost_per_1k=0.0005))
     assert d.model is LARGE and d.candidates == ()  # no candidate: most capable
     assert "most capable" in d.reason
@@ -88,7 +91,9 @@ def test_cost_to_the_cent():
     assert call_cost(LARGE, 1_000_000, 250_000) == pytest.approx(4.00, abs=0.005)
     assert call_cost(LARGE, 1_000_000, 250_000) == 4.0
     assert call_cost(SMALL, 0, 0) == 0
-    flat = ModelConfig(name="flat", deployment="d", cost_per_1k_tokens=0.01, avg_latency_ms=1, max_complexity=1)
+    flat = ModelConfig(
+        name="flat", deployment="d", cost_per_1k_tokens=0.01, avg_latency_ms=1, max_complexity=1
+    )
     assert flat.input_price == flat.output_price == 0.01  # billing prices default to the routing price
     assert call_cost(flat, 1500, 500) == pytest.approx(0.02)
 
@@ -149,8 +154,14 @@ def test_score_cache_is_bounded_lru():
 def test_invalid_entities_are_skipped_with_their_name():
     warnings = []
     good = SMALL.to_entity()
-    bad = {"PartitionKey": "models", "RowKey": "bad", "deployment": "x", "cost_per_1k_tokens": -1,
-           "avg_latency_ms": 1, "max_complexity": 0.5}
+    bad = {
+        "PartitionKey": "models",
+        "RowKey": "bad",
+        "deployment": "x",
+        "cost_per_1k_tokens": -1,
+        "avg_latency_ms": 1,
+        "max_complexity": 0.5,
+    }
     parsed = parse_entities([good, bad], lambda msg, *args: warnings.append(msg % args))
     assert [m.name for m in parsed] == ["small"]
     assert "bad" in warnings[0] and "cost_per_1k_tokens" in warnings[0]

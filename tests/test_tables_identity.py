@@ -77,6 +77,7 @@ async def test_app_reads_configs_and_writes_costs_with_a_managed_identity_token(
         simulator.script("dep-small", Reply(content="ok", prompt_tokens=10, completion_tokens=5))
         r = await client.post("/api/route", json={"query": "hi"}, headers={"x-request-id": "mi-1"})
         assert r.status_code == 200, r.text
+        await runtime.built_service.recorder.idle()
         table = await runtime.table(settings.COSTS_TABLE)
         records = [e async for e in table.list_entities()]
         assert [rec["request_id"] for rec in records] == ["mi-1"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ from router.api.middleware import EdgeMiddleware
 from router.api.schemas import (
     DecideResponse,
     ErrorResponse,
+    FallbackOut,
     HealthResponse,
     ModelOut,
     ModelsResponse,
@@ -36,10 +37,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
-def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, request_id: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": code, "message": message, "request_id": request_id}},
         status_code=status,
+        headers=headers,
     )
 
 
@@ -112,7 +116,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), _request_id(request))
+        # Keep the exception's headers: a 405 must say which methods are allowed (Allow).
+        return error_response(exc.status_code, code, str(exc.detail), _request_id(request), exc.headers)
 
     @app.exception_handler(RouterError)
     async def _router_error(request: Request, exc: RouterError) -> JSONResponse:
@@ -131,13 +136,11 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         body = await parse_body(request, RouteRequest)
         rid = _request_id(request)
         service = await runtime.service()
-        result = await service.route(body.query, body.to_constraints(), rid)
-        _log_call(
-            rid, result.decision.model.name, result.classification.complexity, result.cost_usd, body.query
-        )
+        result = await service.route(body.query, body.to_constraints(), rid, body.allow_outside_constraints)
+        _log_call(rid, result.model.name, result.classification.complexity, result.cost_usd, body.query)
         return RouteResponse(
             response=result.text,
-            model_used=result.decision.model.name,
+            model_used=result.model.name,
             estimated_cost=result.cost_usd,
             complexity=result.classification.complexity,
             classifier=result.classification.classifier,
@@ -148,6 +151,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             ),
             latency_ms=round(result.latency_ms, 3),
             request_id=rid,
+            fallbacks=[FallbackOut(model=a.model, error_code=a.error_code) for a in result.fallbacks],
         )
 
     @app.post(
@@ -188,7 +192,12 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     async def health() -> HealthResponse:
         service = await runtime.service()
         models = await service.models()
-        return HealthResponse(status="ok", models=len(models), pending_cost_records=service.recorder.pending)
+        return HealthResponse(
+            status="ok",
+            models=len(models),
+            pending_cost_records=service.recorder.pending,
+            unhealthy=service.health.snapshot(),
+        )
 
     def _log_call(rid: str, model: str, complexity: float, cost: float, query: str) -> None:
         if settings.LOG_PROMPTS:

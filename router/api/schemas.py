@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +22,12 @@ class ConstraintsIn(BaseModel):
         None, description="Only models whose cost_per_1k_tokens (USD) is at most this."
     )
 
+    allow_fallback_outside_constraints: bool = Field(
+        False,
+        strict=True,
+        description="If every model within the limits fails, try capable ones outside them.",
+    )
+
     def to_constraints(self) -> Constraints:
         return Constraints(
             max_latency_ms=float("inf") if self.max_latency_ms is None else float(self.max_latency_ms),
@@ -38,11 +44,20 @@ class RouteRequest(BaseModel):
     def to_constraints(self) -> Constraints:
         return self.constraints.to_constraints() if self.constraints else Constraints()
 
+    @property
+    def allow_outside_constraints(self) -> bool:
+        return bool(self.constraints and self.constraints.allow_fallback_outside_constraints)
+
 
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+class FallbackOut(BaseModel):
+    model: str
+    error_code: str
 
 
 class RouteResponse(BaseModel):
@@ -54,6 +69,9 @@ class RouteResponse(BaseModel):
     usage: Usage
     latency_ms: float
     request_id: str
+    fallbacks: list[FallbackOut] = Field(
+        default_factory=list, description="Failed attempts before the answer."
+    )
 
 
 class DecideResponse(BaseModel):
@@ -86,6 +104,9 @@ class HealthResponse(BaseModel):
     status: str
     models: int
     pending_cost_records: int
+    unhealthy: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Models in cooldown or with an open circuit."
+    )
 
 
 class ErrorBody(BaseModel):

@@ -1,0 +1,123 @@
+"""Build the router's model catalogue from the Azure OpenAI deployments that were provisioned.
+
+Input: the ``deployments`` parameter of infra/main.bicep as JSON (azd exposes it to hooks as the
+``AZURE_OPENAI_DEPLOYMENTS`` output) and the price table infra/hooks/model-prices.json, keyed by model.
+Output: ``{"models": [...]}`` in the format of models.sample.json, one entry per deployment, with the
+catalogue name equal to the deployment name, ready for ``python -m router models load FILE``.
+
+Standard library only, so it runs before anything else is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+PRICES_FILE = Path(__file__).with_name("model-prices.json")
+ROUTING_FIELDS = (
+    "input_cost_per_1k",
+    "output_cost_per_1k",
+    "avg_latency_ms",
+    "max_complexity",
+    "context_window",
+)
+
+
+class CatalogError(ValueError):
+    """The deployments and the price table do not line up."""
+
+
+def blended_cost(input_cost: float, output_cost: float) -> float:
+    """Routing price per 1k tokens: a 3:1 input:output blend."""
+    return round((3 * input_cost + output_cost) / 4, 12)
+
+
+def build_catalog(
+    deployments: Sequence[Mapping[str, Any]], prices: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """One catalogue entry per deployment; raises CatalogError naming every problem."""
+    problems: list[str] = []
+    models: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, deployment in enumerate(deployments):
+        name = deployment.get("name")
+        model = deployment.get("model")
+        if not isinstance(name, str) or not name or not isinstance(model, str) or not model:
+            problems.append(f"deployment #{index} needs a non-empty name and model: {dict(deployment)!r}")
+            continue
+        if name in seen:
+            problems.append(f"deployment name {name!r} is used twice")
+            continue
+        seen.add(name)
+        price = prices.get(model)
+        if price is None:
+            problems.append(f"model {model!r} (deployment {name!r}) has no entry in {PRICES_FILE.name}")
+            continue
+        missing = [field for field in ROUTING_FIELDS if field not in price]
+        if missing:
+            problems.append(f"{PRICES_FILE.name}: model {model!r} lacks {', '.join(missing)}")
+            continue
+        entry: dict[str, Any] = {"name": name, "deployment": name}
+        entry["cost_per_1k_tokens"] = blended_cost(price["input_cost_per_1k"], price["output_cost_per_1k"])
+        entry.update({field: price[field] for field in ROUTING_FIELDS})
+        models.append(entry)
+    if problems:
+        raise CatalogError("; ".join(problems))
+    if not models:
+        raise CatalogError("no deployments")
+    return {"models": models}
+
+
+def load_prices(path: Path = PRICES_FILE) -> dict[str, dict[str, Any]]:
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    models: dict[str, dict[str, Any]] = raw["models"]
+    return models
+
+
+def parse_deployments(text: str) -> list[dict[str, Any]]:
+    value = json.loads(text)
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise CatalogError("deployments must be a JSON array of objects")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--deployments",
+        help="deployments as JSON, or @FILE (default: $AZURE_OPENAI_DEPLOYMENTS)",
+    )
+    parser.add_argument("--prices", type=Path, default=PRICES_FILE, help="price table (default: %(default)s)")
+    parser.add_argument("--out", type=Path, help="write the catalogue here (default: stdout)")
+    args = parser.parse_args(argv)
+
+    text = (
+        args.deployments if args.deployments is not None else os.environ.get("AZURE_OPENAI_DEPLOYMENTS", "")
+    )
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
+    if not text.strip():
+        print("catalog: no deployments (set AZURE_OPENAI_DEPLOYMENTS or pass --deployments)", file=sys.stderr)
+        return 2
+    try:
+        catalog = build_catalog(parse_deployments(text), load_prices(args.prices))
+    except (CatalogError, json.JSONDecodeError, KeyError) as exc:
+        print(f"catalog: {exc}", file=sys.stderr)
+        return 1
+    rendered = json.dumps(catalog, indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(rendered)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(rendered, encoding="utf-8")
+        print(f"catalog: wrote {len(catalog['models'])} models to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+// LLM router on Azure: Flex Consumption function app, Table Storage, Azure OpenAI, Application
+// Insights. Every service-to-service call uses the app's user-assigned managed identity; shared keys
+// and local auth are disabled everywhere. Deploy with `azd up` (see infra/README.md).
+
+targetScope = 'subscription'
+
+import { modelDeployment } from 'modules/types.bicep'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name: names the resource group and seeds the unique token in resource names.')
+param environmentName string
+
+@minLength(1)
+@description('Region for the function app, storage and monitoring. It must offer the Flex Consumption plan (az functionapp list-flexconsumption-locations).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Region for the Azure OpenAI account, where the models below are available; empty = location.')
+param openAiLocation string = ''
+
+@description('Resource group to create; empty = rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Object id of the deploying user or group; it gets the same data roles as the app (azd sets AZURE_PRINCIPAL_ID). Empty = none.')
+param principalId string = ''
+
+@allowed(['User', 'Group', 'ServicePrincipal'])
+param principalType string = 'User'
+
+// Same defaults as router.settings.Settings.
+@description('Table holding the model catalogue (MODELS_TABLE).')
+@minLength(3)
+@maxLength(63)
+param modelsTableName string = 'models'
+
+@description('Table recording the cost of every call (COSTS_TABLE).')
+@minLength(3)
+@maxLength(63)
+param costsTableName string = 'costs'
+
+@description('Table holding shared model cooldowns (HEALTH_TABLE).')
+@minLength(3)
+@maxLength(63)
+param healthTableName string = 'health'
+
+@description('Azure OpenAI data-plane API version the router calls (AZURE_OPENAI_API_VERSION).')
+param openAiApiVersion string = '2024-10-21'
+
+@description('Azure OpenAI deployments, cheapest first. The postprovision hook writes them to the models table as the router catalogue; every model needs an entry in infra/hooks/model-prices.json.')
+@minLength(1)
+param deployments modelDeployment[] = [
+  {
+    name: 'gpt-4.1-nano'
+    model: 'gpt-4.1-nano'
+    version: '2025-04-14'
+    sku: 'GlobalStandard'
+    capacity: 50
+  }
+  {
+    name: 'gpt-4.1'
+    model: 'gpt-4.1'
+    version: '2025-04-14'
+    sku: 'GlobalStandard'
+    capacity: 20
+  }
+]
+
+@description('Catalogue model the LLM judge uses (CLASSIFIER_MODEL); empty = the first deployment.')
+param classifierModel string = ''
+
+@description('More router settings (fields of router.settings.Settings, e.g. JUDGE_ENABLED: \'false\'), merged over the ones set here.')
+param extraAppSettings object = {}
+
+@allowed(['3.11', '3.12'])
+param pythonVersion string = '3.11'
+
+@description('Upper bound on scale-out (the Flex Consumption plan accepts 40 to 1000).')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Memory per instance in MB.')
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 2048
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var functionAppName = 'func-api-${resourceToken}'
+// Container names: lowercase letters, digits and hyphens, at most 63 characters.
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-api-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    tableNames: [
+      modelsTableName
+      costsTableName
+      healthTableName
+    ]
+  }
+}
+
+module openAi 'modules/openai.bicep' = {
+  name: 'openai'
+  scope: rg
+  params: {
+    name: 'oai-${resourceToken}'
+    location: empty(openAiLocation) ? location : openAiLocation
+    tags: tags
+    deployments: deployments
+  }
+}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'function-app'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: 'plan-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    pythonVersion: pythonVersion
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    // What router.settings.Settings reads; values that are not secrets, endpoints and names only.
+    appSettings: union(
+      {
+        AZURE_CLIENT_ID: identity.outputs.clientId
+        TABLES_ENDPOINT: storage.outputs.tableEndpoint
+        MODELS_TABLE: modelsTableName
+        COSTS_TABLE: costsTableName
+        HEALTH_TABLE: healthTableName
+        AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
+        AZURE_OPENAI_API_VERSION: openAiApiVersion
+        CLASSIFIER_MODEL: empty(classifierModel) ? deployments[0].name : classifierModel
+      },
+      extraAppSettings
+    )
+  }
+}
+
+module rbac 'modules/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    openAiAccountName: openAi.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    userPrincipalType: principalType
+  }
+}
+
+// azd stores these in .azure/<env>/.env; the postprovision hook and local runs read them.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output FUNCTION_URL string = functionApp.outputs.uri
+output TABLES_ENDPOINT string = storage.outputs.tableEndpoint
+output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
+output AZURE_OPENAI_API_VERSION string = openAiApiVersion
+output MODELS_TABLE string = modelsTableName
+output COSTS_TABLE string = costsTableName
+output HEALTH_TABLE string = healthTableName
+@description('The deployments parameter as JSON; the postprovision hook builds the catalogue from it.')
+output AZURE_OPENAI_DEPLOYMENTS string = string(deployments)
