@@ -112,11 +112,16 @@ class CostRecorder:
         if self._buffer:
             self._schedule_flush()
         if self._background:
-            task = asyncio.get_running_loop().create_task(self._write_with_retries(rec))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            self.submit(rec)
             return
         await self._write_with_retries(rec)
+
+    def submit(self, rec: CostRecord) -> None:
+        """Hand a record over without any suspension point: safe in a cancelled task's cleanup (a
+        streaming response whose caller went away)."""
+        task = asyncio.get_running_loop().create_task(self._write_with_retries(rec))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
     async def _write_with_retries(self, rec: CostRecord) -> bool:
         entity = rec.to_entity()

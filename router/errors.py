@@ -7,9 +7,12 @@ class RouterError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, status: int | None = None, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.param = param
         if code is not None:
             self.code = code
         if status is not None:

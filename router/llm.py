@@ -83,6 +83,17 @@ class OpenAIClients:
             raw=response,
         )
 
+    async def create(self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float) -> Any:
+        """A Chat Completions call with the caller's parameters passed through as given (the SDK's
+        ``extra_body`` carries any it has no keyword for). Returns the SDK object or, with
+        ``stream: true``, the SDK's async stream."""
+        params = dict(body)
+        params.pop("model", None)
+        messages = params.pop("messages")
+        return await self.get(endpoint).chat.completions.create(
+            model=deployment, messages=messages, timeout=timeout_s, **params
+        )
+
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:

@@ -128,7 +128,20 @@ def error_kind(exc: BaseException) -> tuple[str, str, float | None]:
     return type(exc).__name__, "fatal", None
 
 
-def _caller_error(code: str, model: str, failed: list[Attempt]) -> RouterError:
+def _upstream_message(exc: BaseException) -> str | None:
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message)[:500] if message else None
+
+
+def _caller_error(
+    code: str, model: str, failed: list[Attempt], upstream_message: str | None = None
+) -> RouterError:
+    if code in ("http_400", "http_422") and upstream_message:
+        # The caller's parameters were refused (e.g. one the deployment does not support): their error.
+        return RouterError(
+            f"model {model!r} rejected the request: {upstream_message}", code="invalid_request", status=400
+        )
     if code == "content_filter":
         return RouterError(
             f"the request was blocked by the content filter of model {model!r}",
@@ -192,7 +205,7 @@ class RouterService:
         try:
             reply = await asyncio.wait_for(
                 self.clients.chat(
-                    self._endpoint(judge),
+                    self.endpoint_for(judge),
                     judge.deployment,
                     judge_messages(query),
                     timeout_s=timeout,
@@ -273,13 +286,12 @@ class RouterService:
                 result = await asyncio.wait_for(call(model, timeout), timeout=timeout)
             except Exception as exc:
                 code, kind, retry_after = error_kind(exc)
-                if code != "content_filter":
+                if kind != "fatal":  # the caller's mistakes (4xx) say nothing about the deployment's health
                     self.health.on_failure(model.name, code, retry_after)
                 failed.append(Attempt(model.name, code))
                 if kind == "fatal":
-                    raise ExecutionFailed(
-                        _caller_error(code, model.name, failed[:-1]), model, failed
-                    ) from None
+                    error = _caller_error(code, model.name, failed[:-1], _upstream_message(exc))
+                    raise ExecutionFailed(error, model, failed) from None
                 if kind == "context":
                     bigger = larger_context(models, model, constraints, allow_outside_constraints)
                     queue = [m for m in bigger if m.name not in tried]
@@ -310,7 +322,7 @@ class RouterService:
 
         async def call(model: ModelConfig, timeout_s: float) -> Any:
             return await self.clients.chat(
-                self._endpoint(model), model.deployment, messages, timeout_s=timeout_s
+                self.endpoint_for(model), model.deployment, messages, timeout_s=timeout_s
             )
 
         try:
@@ -327,7 +339,7 @@ class RouterService:
             if failure.failed or classification.judge_cost_usd:
                 await self.record(
                     request_id, failure.model, models, classification, 0, 0, deadline.elapsed_ms(),
-                    failure.failed, error_code=_stored_code(failure),
+                    failure.failed, error_code=stored_error_code(failure),
                 )  # fmt: skip
             raise failure.error from None
         completion = execution.result
@@ -363,44 +375,62 @@ class RouterService:
         api: str = "route",
     ) -> float:
         """Write the call's cost record; returns the answering model's cost."""
+        rec = self.make_record(
+            request_id, model, models, classification, prompt_tokens, completion_tokens, latency_ms, failed,
+            error_code=error_code, api=api,
+        )  # fmt: skip
+        await self.recorder.record(rec)
+        return rec.cost_usd
+
+    def make_record(
+        self,
+        request_id: str,
+        model: ModelConfig,
+        models: tuple[ModelConfig, ...],
+        classification: Classification,
+        prompt_tokens: int,
+        completion_tokens: int,
+        latency_ms: float,
+        failed: list[Attempt],
+        *,
+        error_code: str | None = None,
+        api: str = "route",
+    ) -> CostRecord:
         cost = pricing.call_cost(model, prompt_tokens, completion_tokens)
         baseline = most_capable(models)
-        await self.recorder.record(
-            CostRecord(
-                request_id=request_id,
-                api=api,
-                model=model.name,
-                deployment=model.deployment,
-                complexity=classification.complexity,
-                classifier=classification.classifier,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                cost_usd=cost,
-                classifier_model=classification.judge_model,
-                classifier_prompt_tokens=classification.judge_prompt_tokens,
-                classifier_completion_tokens=classification.judge_completion_tokens,
-                classifier_cost_usd=classification.judge_cost_usd,
-                baseline_model=baseline.name,
-                baseline_cost_usd=pricing.call_cost(baseline, prompt_tokens, completion_tokens),
-                latency_ms=round(latency_ms, 3),
-                status="ok" if error_code is None else "error",
-                error_code=error_code,
-                fallbacks=len(failed),
-                attempts=json.dumps([{"model": a.model, "error_code": a.error_code} for a in failed])
-                if failed
-                else None,
-            )
+        return CostRecord(
+            request_id=request_id,
+            api=api,
+            model=model.name,
+            deployment=model.deployment,
+            complexity=classification.complexity,
+            classifier=classification.classifier,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost,
+            classifier_model=classification.judge_model,
+            classifier_prompt_tokens=classification.judge_prompt_tokens,
+            classifier_completion_tokens=classification.judge_completion_tokens,
+            classifier_cost_usd=classification.judge_cost_usd,
+            baseline_model=baseline.name,
+            baseline_cost_usd=pricing.call_cost(baseline, prompt_tokens, completion_tokens),
+            latency_ms=round(latency_ms, 3),
+            status="ok" if error_code is None else "error",
+            error_code=error_code,
+            fallbacks=len(failed),
+            attempts=json.dumps([{"model": a.model, "error_code": a.error_code} for a in failed])
+            if failed
+            else None,
         )
-        return cost
 
-    def _endpoint(self, model: ModelConfig) -> str:
+    def endpoint_for(self, model: ModelConfig) -> str:
         endpoint = model.endpoint or self.settings.AZURE_OPENAI_ENDPOINT
         if not endpoint:
             raise UpstreamError(f"model {model.name!r} has no endpoint and AZURE_OPENAI_ENDPOINT is not set")
         return endpoint
 
 
-def _stored_code(failure: ExecutionFailed) -> str:
+def stored_error_code(failure: ExecutionFailed) -> str:
     """The error code kept in the cost record: the upstream's, without the API's ``upstream_`` prefix."""
     if failure.failed:
         return failure.failed[-1].error_code

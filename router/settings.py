@@ -35,6 +35,9 @@ class Settings(BaseModel):
     TABLES_CONNECTION_STRING: str | None = Field(None, description="Azurite/local only.")
     MODELS_TABLE: Annotated[str, Field(pattern=_TABLE_NAME)] = "models"
     COSTS_TABLE: Annotated[str, Field(pattern=_TABLE_NAME)] = "costs"
+    COSTS_ROLLUP_TABLE: Annotated[str, Field(pattern=_TABLE_NAME)] = Field(
+        "costsdaily", description="Daily cost roll-ups for reports (recomputed for closed days)."
+    )
     MODELS_TTL_SECONDS: float = Field(60.0, gt=0, le=86400)
     # Classification
     CLASSIFIER: str = Field("seed", min_length=1, description="Scorer name from the registry.")
@@ -48,6 +51,11 @@ class Settings(BaseModel):
     MAX_BODY_BYTES: int = Field(1_048_576, gt=0, le=100 * 1_048_576)
     REQUEST_TIMEOUT_S: float = Field(60.0, gt=0, le=600, description="Overall budget of one request.")
     LOG_PROMPTS: bool = False
+    # Reports
+    REPORT_MAX_DAYS: int = Field(92, ge=1, le=3660, description="Longest from..to range a report accepts.")
+    REPORT_ROLLUP_DELAY_MINUTES: int = Field(
+        60, ge=0, le=10080, description="A day is rolled up once it ended this long ago; until then, scanned."
+    )
     # Reliability: fallbacks, cooldowns shared across instances, cost-record durability
     ATTEMPT_TIMEOUT_S: float = Field(30.0, gt=0, le=600, description="Cap on one upstream attempt.")
     HEALTH_TABLE: Annotated[str, Field(pattern=_TABLE_NAME)] = "health"

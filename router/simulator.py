@@ -38,6 +38,7 @@ class Reply:
     completion_tokens: int | None = None
     error_code: str | None = None
     error_message: str = "simulated failure"
+    chunk_delay_s: float = 0.0  # pause between streamed chunks
 
 
 @dataclass
@@ -141,7 +142,7 @@ class Simulator:
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
-                _stream(cid, created, deployment, content, usage, include_usage),
+                _stream(cid, created, deployment, content, usage, include_usage, reply.chunk_delay_s),
                 media_type="text/event-stream",
                 headers=reply.headers,
             )
@@ -180,7 +181,13 @@ class Simulator:
 
 
 async def _stream(
-    cid: str, created: int, model: str, content: str, usage: dict[str, int], include_usage: bool
+    cid: str,
+    created: int,
+    model: str,
+    content: str,
+    usage: dict[str, int],
+    include_usage: bool,
+    chunk_delay_s: float = 0.0,
 ) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None, usage_: dict[str, int] | None = None) -> bytes:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
@@ -199,7 +206,7 @@ async def _stream(
     pieces = content.split(" ")
     for i, piece in enumerate(pieces):
         yield chunk({"content": piece if i == 0 else " " + piece}, None)
-        await asyncio.sleep(0)
+        await asyncio.sleep(chunk_delay_s)
     yield chunk({}, "stop")
     if include_usage:
         obj = {

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from router.api.errors import error_body
 from router.api.middleware import EdgeMiddleware
 from router.api.schemas import (
     DecideResponse,
@@ -38,34 +39,43 @@ _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_lar
 
 
 def error_response(
-    status: int, code: str, message: str, request_id: str, headers: Mapping[str, str] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "request_id": request_id}},
-        status_code=status,
-        headers=headers,
-    )
+    body = error_body(request.url.path, status, code, message, _request_id(request), param)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
+def _validation_message(exc: RequestValidationError) -> tuple[str, str, str | None]:
+    """(code, message naming the field(s), the first field)."""
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return "invalid_json", "request body is not valid JSON"
+        return "invalid_json", "request body is not valid JSON", None
     parts = []
+    fields = []
     for e in errors[:5]:
         loc = [str(p) for p in e.get("loc", ()) if p != "body"]
         field = ".".join(loc) or "body"
-        parts.append(f"{field}: {e.get('msg', 'invalid')}")
-    return "validation_error", "; ".join(parts)
+        fields.append(field)
+        if e.get("type") == "extra_forbidden":
+            parts.append(f"{field}: unrecognized request argument")
+        else:
+            parts.append(f"{field}: {e.get('msg', 'invalid')}")
+    return "validation_error", "; ".join(parts), fields[0] if fields else None
 
 
 M = TypeVar("M", bound=BaseModel)
 _COMPONENT_REF = "#/components/schemas/{model}"
-_BODY_MODELS: list[type[BaseModel]] = [RouteRequest]
+_BODY_MODELS: tuple[type[BaseModel], ...] = (RouteRequest,)
 
 
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -110,24 +120,24 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        code, message = _validation_message(exc)
-        return error_response(400, code, message, _request_id(request))
+        code, message, param = _validation_message(exc)
+        return error_response(request, 400, code, message, param=param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         # Keep the exception's headers: a 405 must say which methods are allowed (Allow).
-        return error_response(exc.status_code, code, str(exc.detail), _request_id(request), exc.headers)
+        return error_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RouterError)
     async def _router_error(request: Request, exc: RouterError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, _request_id(request))
+        return error_response(request, exc.status, exc.code, exc.message, param=exc.param)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         rid = _request_id(request)
         log.error("unhandled error in request %s: %s", rid, type(exc).__name__, exc_info=exc)
-        return error_response(500, "internal_error", "internal error; quote the request id", rid)
+        return error_response(request, 500, "internal_error", "internal error; quote the request id")
 
     @app.post(
         "/api/route", response_model=RouteResponse, responses=_ERRORS, openapi_extra=_json_body(RouteRequest)
@@ -211,12 +221,18 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in _BODY_MODELS:
+            for model in body_models:
                 body_schema = model.model_json_schema(ref_template=_COMPONENT_REF)
                 components.update(body_schema.pop("$defs", {}))
                 components[model.__name__] = body_schema
             app.openapi_schema = schema
         return app.openapi_schema
+
+    from router.chat.api import build_router as chat_router
+    from router.chat.schemas import ChatCompletionRequest
+
+    body_models: tuple[type[BaseModel], ...] = (*_BODY_MODELS, ChatCompletionRequest)
+    app.include_router(chat_router(runtime))
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.MAX_BODY_BYTES)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from router.api.errors import error_bytes
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -52,7 +53,7 @@ class EdgeMiddleware:
                 except ValueError:
                     too_large = False
                 if too_large:
-                    await _send_error(send, 413, "body_too_large", self._too_large_message(), request_id)
+                    await _send_error(scope, send, 413, self._too_large_message(), request_id)
                     return
 
         received = 0
@@ -80,14 +81,14 @@ class EdgeMiddleware:
             await self.app(scope, limited_receive, send_with_id)
         except BodyTooLarge:
             if not started:
-                await _send_error(send, 413, "body_too_large", self._too_large_message(), request_id)
+                await _send_error(scope, send, 413, self._too_large_message(), request_id)
 
     def _too_large_message(self) -> str:
         return f"request body is larger than MAX_BODY_BYTES ({self.max_body_bytes} bytes)"
 
 
-async def _send_error(send: Send, status: int, code: str, message: str, request_id: str) -> None:
-    body = json.dumps({"error": {"code": code, "message": message, "request_id": request_id}}).encode()
+async def _send_error(scope: Scope, send: Send, status: int, message: str, request_id: str) -> None:
+    body = error_bytes(scope.get("path", ""), status, "body_too_large", message, request_id)
     headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -1,0 +1,39 @@
+"""One error body per API family: the router's own shape, and OpenAI's on the ``/api/v1`` surface
+(the OpenAI SDKs parse ``{"error": {"message", "type", "param", "code"}}``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+OPENAI_PREFIX = "/api/v1/"
+
+
+def openai_type(status: int) -> str:
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    if status in (401, 403):
+        return "authentication_error"
+    return "invalid_request_error"
+
+
+def error_body(
+    path: str, status: int, code: str, message: str, request_id: str, param: str | None = None
+) -> dict[str, Any]:
+    if path.startswith(OPENAI_PREFIX):
+        return {
+            "error": {
+                "message": message,
+                "type": openai_type(status),
+                "param": param,
+                "code": code,
+                "request_id": request_id,
+            }
+        }
+    return {"error": {"code": code, "message": message, "request_id": request_id}}
+
+
+def error_bytes(path: str, status: int, code: str, message: str, request_id: str) -> bytes:
+    return json.dumps(error_body(path, status, code, message, request_id)).encode()
