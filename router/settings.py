@@ -40,7 +40,7 @@ class Settings(BaseModel):
     )
     MODELS_TTL_SECONDS: float = Field(60.0, gt=0, le=86400)
     # Classification
-    CLASSIFIER: str = Field("seed", min_length=1, description="Scorer name from the registry.")
+    CLASSIFIER: str = Field("learned", min_length=1, description="Scorer name from the registry.")
     CLASSIFIER_MODEL: str | None = Field(None, description="Judge model; default the cheapest enabled.")
     CLASSIFIER_TIMEOUT_S: float = Field(3.0, gt=0, le=60)
     JUDGE_ENABLED: bool = True
@@ -76,6 +76,15 @@ class Settings(BaseModel):
         if not v.startswith(("https://", "http://127.0.0.1", "http://localhost")):
             raise ValueError("must be an https:// URL")
         return v.rstrip("/")
+
+    @field_validator("CLASSIFIER")
+    @classmethod
+    def _known_classifier(cls, v: str) -> str:
+        from router.classifiers import names
+
+        if v not in names():
+            raise ValueError(f"unknown classifier; choose one of {', '.join(names())}")
+        return v
 
     @field_validator("AZURE_CLIENT_ID", "TABLES_CONNECTION_STRING", "CLASSIFIER_MODEL")
     @classmethod

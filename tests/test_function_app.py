@@ -26,6 +26,7 @@ def function_app_module(monkeypatch, azurite, simulator_server):
         "MODELS_TABLE": unique("models"),
         "COSTS_TABLE": unique("costs"),
         "HEALTH_TABLE": unique("health"),
+        "CLASSIFIER": "seed",  # deterministic routing for the assertions below
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)

@@ -11,6 +11,9 @@ from router.classifiers.seed import SeedScorer
 _REGISTRY: dict[str, Callable[[], Scorer]] = {
     "seed": SeedScorer,
     "heuristic": SeedScorer,  # alias: the core API calls the seed rule "heuristic"
+    # Imported on first use, so an unselected scorer costs nothing at cold start.
+    "improved": lambda: __import__("router.classifiers.improved", fromlist=["_"]).ImprovedScorer(),
+    "learned": lambda: __import__("router.classifiers.learned", fromlist=["_"]).LearnedScorer(),
 }
 
 

@@ -1,0 +1,1 @@
+"""Offline evaluation, training and calibration of complexity scorers (dev tooling, not the runtime)."""

@@ -1,0 +1,143 @@
+"""Training the learned scorer: labels, the premium/cheap split, task fixed effects, and the
+``classifier train`` command end to end on a small hand-made slice."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+np = pytest.importorskip("numpy", reason="training needs the dev-only numpy")
+
+from router.classifiers.learned import LearnedScorer  # noqa: E402
+from router.classifiers.textstats import FEATURES  # noqa: E402
+from router.evaluation import training  # noqa: E402
+from router.evaluation.cli import add_commands  # noqa: E402
+from router.evaluation.data import read_lines  # noqa: E402
+
+COSTS = {"strong": 0.01, "mid": 0.004, "cheap": 0.0005, "weak": 0.0001}
+
+
+def record_line(i: int, question: str, scores: dict[str, float], source: str = "t") -> str:
+    return json.dumps(
+        {
+            "id": f"{source}{i}",
+            "source": source,
+            "prompt": question,
+            "question": question,
+            "scores": scores,
+            "cost": COSTS,
+        }
+    )
+
+
+def test_premium_split_uses_log_price_midpoint() -> None:
+    records = read_lines([record_line(0, "q", dict.fromkeys(COSTS, 1.0))])
+    # sqrt(0.01 * 0.0001) = 0.001: "mid" (0.004) is premium, "cheap" (0.0005) is not.
+    assert training.premium_split(records, "strong", "weak") == (["mid", "strong"], ["cheap", "weak"])
+
+
+def test_labels_are_premium_minus_cheap() -> None:
+    records = read_lines([record_line(0, "q", {"strong": 1, "mid": 0, "cheap": 1, "weak": 0})])
+    assert training.labels(records, ["mid", "strong"], ["cheap", "weak"]).tolist() == [0.0]
+    records = read_lines([record_line(0, "q", {"strong": 1, "mid": 1, "cheap": 0, "weak": 0})])
+    assert training.labels(records, ["mid", "strong"], ["cheap", "weak"]).tolist() == [1.0]
+
+
+def test_ridge_learns_a_planted_direction_and_ignores_task_identity() -> None:
+    rng = np.random.default_rng(0)
+    xs, ys = [], []
+    for shift in (0.0, 5.0):  # the second task differs by a constant in feature 1 and in base rate
+        x = rng.normal(size=(200, 3))
+        x[:, 1] = shift
+        y = 2.0 * x[:, 0] + shift + rng.normal(scale=0.1, size=200)
+        xs.append(x)
+        ys.append(y)
+    fit = training.fit_ridge(xs, ys, alpha=1.0)
+    coef = fit["coef"]
+    assert coef[0] > 0.5  # the within-task effect is found
+    assert abs(coef[1]) < 1e-9  # a feature that only identifies the task gets no weight
+    assert abs(coef[2]) < 0.1
+
+
+def make_task(path: Path, source: str, n: int, seed: int) -> None:
+    """Longer, number-heavy questions are the ones only the premium models get right."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n):
+        hard = rng.random() < 0.5
+        words = rng.randint(25, 60) if hard else rng.randint(3, 10)
+        q = " ".join(
+            rng.choice(["compute", "the", "value", "of", str(rng.randint(10, 999)), "apples"])
+            for _ in range(words)
+        )
+        win = 1.0 if hard and rng.random() < 0.8 else 0.0
+        scores = {"strong": 1.0, "mid": 1.0, "cheap": 1.0 - win, "weak": 1.0 - win}
+        lines.append(record_line(i, q + "?", scores, source))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="router")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+def test_train_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    make_task(a, "a", 60, 1)
+    make_task(b, "b", 50, 2)
+    out = tmp_path / "w.json"
+    argv = [
+        "classifier",
+        "train",
+        "--data",
+        str(a),
+        str(b),
+        "--out",
+        str(out),
+        "--strong",
+        "strong",
+        "--weak",
+        "weak",
+    ]
+    assert run_cli([*argv, "--held-out"]) == 0
+    text = capsys.readouterr().out
+    assert "held out" in text
+    assert "mean held-out APGR" in text
+    raw = json.loads(out.read_text())
+    assert raw["features"] == list(FEATURES)
+    assert set(raw["trained"]["files"]) == {"a.jsonl", "b.jsonl"}
+    scorer = LearnedScorer(out)
+    assert scorer.score("compute the value of 12 apples " * 8) > scorer.score("hi?")
+    first = out.read_bytes()
+    assert run_cli(argv) == 0  # reproducible: the same bytes again
+    assert out.read_bytes() == first
+
+
+def test_held_out_folds_never_train_on_the_test_task(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    make_task(a, "a", 40, 3)
+    make_task(b, "b", 40, 4)
+    from router.evaluation.data import load_jsonl
+
+    tasks = [training.Task("a", load_jsonl(a)), training.Task("b", load_jsonl(b))]
+    folds = training.held_out_folds(tasks, strong="strong", weak="weak")
+    assert [(f.held_out, f.trained_on) for f in folds] == [("a", ("b",)), ("b", ("a",))]
+    for f in folds:
+        learned = f.summaries["learned"]
+        assert learned.apgr is not None
+        assert learned.apgr > 0.6  # the planted signal carries across tasks
+    with pytest.raises(ValueError, match="at least two"):
+        training.held_out_folds(tasks[:1], strong="strong", weak="weak")
+
+
+def test_train_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n")
+    assert run_cli(["classifier", "train", "--data", str(bad), "--out", str(tmp_path / "o.json")]) == 2
+    assert "invalid JSON" in capsys.readouterr().err
