@@ -65,17 +65,25 @@ def fallback_chain(
     constraints: Constraints,
     allow_outside_constraints: bool = False,
 ) -> list[ModelConfig]:
-    """The order to try models in: the decision, then the other candidates cheapest first (all can take
-    the query within the caller's limits). Models outside the limits, still able to take the query,
-    follow only when the caller allows it."""
-    chain = [decision.model]
-    chain += [m for m in decision.candidates if m is not decision.model]
+    """The order to try models in when one fails.
+
+    1. the decision, then the other candidates, cheapest first (they can take the query within limits);
+    2. with ``allow_outside_constraints``: capable models outside the caller's limits, cheapest first;
+    3. a degraded answer beats none: less capable models within the limits, most capable first;
+    4. with ``allow_outside_constraints``: everything else, most capable first.
+    """
+    enabled = [m for m in models if m.enabled]
+    chain = [decision.model, *(m for m in decision.candidates if m is not decision.model)]
+    by_cost = sorted(enabled, key=lambda m: (m.cost_per_1k_tokens, m.name))
+    by_capability = sorted(enabled, key=lambda m: (-m.max_complexity, m.cost_per_1k_tokens, m.name))
+    tiers = []
     if allow_outside_constraints:
-        capable = sorted(
-            (m for m in models if m.enabled and m.max_complexity >= complexity),
-            key=lambda m: (m.cost_per_1k_tokens, m.name),
-        )
-        chain += [m for m in capable if m not in chain]
+        tiers.append([m for m in by_cost if m.max_complexity >= complexity])
+    tiers.append([m for m in by_capability if _within(m, constraints)])
+    if allow_outside_constraints:
+        tiers.append(by_capability)
+    for tier in tiers:
+        chain += [m for m in tier if m not in chain]
     return chain
 
 

@@ -179,7 +179,7 @@ def test_settings_defaults_and_errors_name_the_variable():
         load_settings({"TABLES_CONNECTION_STRING": "x", "COSTS_TABLE": "bad-name!"})
     with pytest.raises(SettingsError, match="AZURE_OPENAI_ENDPOINT"):
         load_settings({"TABLES_CONNECTION_STRING": "x", "AZURE_OPENAI_ENDPOINT": "ftp://nope"})
-    with pytest.raises(SettingsError, match="CLASSIFIER: .*unknown classifier"):
+    with pytest.raises(SettingsError, match=r"CLASSIFIER: .*unknown classifier"):
         load_settings({"TABLES_CONNECTION_STRING": "x", "CLASSIFIER": "magic"})
     assert s.CLASSIFIER == "learned"  # the default: best held-out APGR (see README)
     with pytest.raises(SettingsError, match="JUDGE_LOW"):
@@ -210,3 +210,20 @@ def test_sample_catalogue_is_valid_and_blended_prices_add_up():
     for m in models:
         assert m.cost_per_1k_tokens == pytest.approx(0.75 * m.input_price + 0.25 * m.output_price)
     assert max(m.max_complexity for m in models) == 1.0
+
+
+def test_fallback_chain_order():
+    from router.routing import fallback_chain
+
+    none = Constraints()
+    d = choose(MODELS, 0.5, none)  # medium, then large; then small as a degraded last resort
+    assert [m.name for m in fallback_chain(MODELS, d, 0.5, none)] == ["medium", "large", "small"]
+    cheap = Constraints(max_cost_per_1k=0.001)
+    d = choose(MODELS, 0.2, cheap)
+    assert [m.name for m in fallback_chain(MODELS, d, 0.2, cheap)] == ["small", "medium"]
+    assert [m.name for m in fallback_chain(MODELS, d, 0.2, cheap, True)] == ["small", "medium", "large"]
+    d = choose(MODELS, 0.9, cheap)  # no candidate: the most capable answers, then the cheap ones
+    assert [m.name for m in fallback_chain(MODELS, d, 0.9, cheap)] == ["large", "medium", "small"]
+    off = [MODELS[0].model_copy(update={"enabled": False}), *MODELS[1:]]
+    d = choose(off, 0.9, none)
+    assert [m.name for m in fallback_chain(off, d, 0.9, none, True)] == ["large", "medium"]

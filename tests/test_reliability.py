@@ -308,3 +308,13 @@ async def test_two_instances_share_a_cooldown_through_table_storage(azurite, sim
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+async def test_when_the_only_capable_model_fails_a_less_capable_one_answers(harness: Harness):
+    from tests.test_api_route import HARD
+
+    harness.simulator.script("dep-large", Reply(status=503))
+    r = await harness.client.post("/api/route", json={"query": HARD})
+    assert r.status_code == 200
+    assert r.json()["model_used"] == "medium"  # a degraded answer beats a 502, and it says so
+    assert r.json()["fallbacks"] == [{"model": "large", "error_code": "http_503"}]
