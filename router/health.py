@@ -16,7 +16,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from router.settings import Settings
 
 log = logging.getLogger("router.health")
 
@@ -88,6 +91,19 @@ class HealthBoard:
         self._last_refresh = -math.inf
         self._refreshing: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, reader: SharedReader | None = None, writer: SharedWriter | None = None
+    ) -> HealthBoard:
+        return cls(
+            circuit_failures=settings.CIRCUIT_FAILURES,
+            circuit_open_s=settings.CIRCUIT_OPEN_S,
+            default_cooldown_s=settings.COOLDOWN_DEFAULT_S,
+            refresh_s=settings.HEALTH_REFRESH_S,
+            reader=reader,
+            writer=writer,
+        )
 
     def _state(self, name: str) -> _State:
         state = self._states.get(name)

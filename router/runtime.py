@@ -129,14 +129,7 @@ class Runtime:
             recorder=CostRecorder(
                 write_cost, max_pending=s.COST_BUFFER_MAX, background=s.COST_WRITE_MODE == "background"
             ),
-            health=HealthBoard(
-                circuit_failures=s.CIRCUIT_FAILURES,
-                circuit_open_s=s.CIRCUIT_OPEN_S,
-                default_cooldown_s=s.COOLDOWN_DEFAULT_S,
-                refresh_s=s.HEALTH_REFRESH_S,
-                reader=read_health,
-                writer=write_health,
-            ),
+            health=HealthBoard.from_settings(s, reader=read_health, writer=write_health),
         )
 
     async def close(self) -> None:

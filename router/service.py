@@ -171,12 +171,7 @@ class RouterService:
         self.scorer = scorer
         self.clients = clients
         self.recorder = recorder
-        self.health = health or HealthBoard(
-            circuit_failures=settings.CIRCUIT_FAILURES,
-            circuit_open_s=settings.CIRCUIT_OPEN_S,
-            default_cooldown_s=settings.COOLDOWN_DEFAULT_S,
-            refresh_s=settings.HEALTH_REFRESH_S,
-        )
+        self.health = health or HealthBoard.from_settings(settings)
         self.judge_cache = ScoreCache(settings.JUDGE_CACHE_SIZE)
 
     async def models(self) -> tuple[ModelConfig, ...]:
@@ -337,17 +332,20 @@ class RouterService:
         except ExecutionFailed as failure:
             # A call reached a model (or the judge was paid for): that is recorded too, as an error.
             if failure.failed or classification.judge_cost_usd:
-                await self.record(
+                rec = self.make_record(
                     request_id, failure.model, models, classification, 0, 0, deadline.elapsed_ms(),
                     failure.failed, error_code=stored_error_code(failure),
                 )  # fmt: skip
+                await self.recorder.record(rec)
             raise failure.error from None
         completion = execution.result
         latency_ms = deadline.elapsed_ms()
-        cost = await self.record(
+        rec = self.make_record(
             request_id, execution.model, models, classification, completion.prompt_tokens,
             completion.completion_tokens, latency_ms, execution.failed,
         )  # fmt: skip
+        await self.recorder.record(rec)
+        cost = rec.cost_usd
         return RouteResult(
             completion.text,
             decision,
@@ -359,28 +357,6 @@ class RouterService:
             latency_ms,
             execution.failed,
         )
-
-    async def record(
-        self,
-        request_id: str,
-        model: ModelConfig,
-        models: tuple[ModelConfig, ...],
-        classification: Classification,
-        prompt_tokens: int,
-        completion_tokens: int,
-        latency_ms: float,
-        failed: list[Attempt],
-        *,
-        error_code: str | None = None,
-        api: str = "route",
-    ) -> float:
-        """Write the call's cost record; returns the answering model's cost."""
-        rec = self.make_record(
-            request_id, model, models, classification, prompt_tokens, completion_tokens, latency_ms, failed,
-            error_code=error_code, api=api,
-        )  # fmt: skip
-        await self.recorder.record(rec)
-        return rec.cost_usd
 
     def make_record(
         self,
@@ -396,6 +372,7 @@ class RouterService:
         error_code: str | None = None,
         api: str = "route",
     ) -> CostRecord:
+        """The call's cost record (priced here; written by the recorder)."""
         cost = pricing.call_cost(model, prompt_tokens, completion_tokens)
         baseline = most_capable(models)
         return CostRecord(
