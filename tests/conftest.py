@@ -143,6 +143,7 @@ def settings_factory(azurite: Azurite, simulator_server: tuple[Simulator, Thread
             "MODELS_TABLE": unique("models"),
             "COSTS_TABLE": unique("costs"),
             "HEALTH_TABLE": unique("health"),
+            "COSTS_ROLLUP_TABLE": unique("rollups"),
             "CLASSIFIER": "seed",
         }
         values.update(overrides)

@@ -233,6 +233,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     body_models: tuple[type[BaseModel], ...] = (*_BODY_MODELS, ChatCompletionRequest)
     app.include_router(chat_router(runtime))
+    from router.reports.api import build_router as reports_router
+
+    app.include_router(reports_router(runtime))
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.MAX_BODY_BYTES)

@@ -1,0 +1,1 @@
+"""Cost and savings reports over the cost records: API (/api/costs, /api/dashboard) and CLI (costs report)."""

@@ -1,0 +1,116 @@
+"""``GET /api/costs`` (JSON) and ``GET /api/dashboard`` (HTML): the savings report over the cost records.
+
+Both sit behind the same function key as every other endpoint. Query parameters are validated into
+``datetime.date`` objects before any table is touched; errors use the app's JSON error shape and name the
+parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from router.errors import RouterError
+from router.reports import dashboard
+from router.reports.aggregate import Cube, build_report
+from router.reports.period import Period, parse_group_by, parse_period
+from router.reports.store import Sources, load_cube
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient
+
+    from router.runtime import Runtime
+
+_KEY = re.compile(r"[A-Za-z0-9_\-=]{1,256}")
+_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+# Documented as dates; validated by hand (period.py) so that errors name the parameter in our words.
+_DAY = {"format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+FromQ = Annotated[
+    str | None,
+    Query(alias="from", description="First UTC day (default: 6 days before to)", json_schema_extra=_DAY),
+]
+ToQ = Annotated[
+    str | None, Query(description="Last UTC day, inclusive (default: today)", json_schema_extra=_DAY)
+]
+ByQ = Annotated[
+    str | None,
+    Query(description="Group rows by", json_schema_extra={"enum": ["model", "day", "classifier"]}),
+]
+_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid parameter (named in the message)", "content": _JSON_ERROR},
+    500: {"description": "Internal error", "content": _JSON_ERROR},
+}
+
+
+def _single(request: Request, *names: str) -> None:
+    for name in names:
+        if len(request.query_params.getlist(name)) > 1:
+            raise RouterError(f"{name}: give it once", code="validation_error", status=400)
+
+
+def build_router(runtime: Runtime) -> APIRouter:
+    router = APIRouter(tags=["reports"])
+    tables: dict[str, TableClient] = {}
+
+    async def table(name: str) -> TableClient:
+        if name not in tables:
+            tables[name] = await runtime.table(name)
+        return tables[name]
+
+    async def load(period: Period) -> tuple[Cube, Sources]:
+        s = runtime.settings
+        return await load_cube(
+            await table(s.COSTS_TABLE),
+            await table(s.COSTS_ROLLUP_TABLE),
+            period,
+            delay=timedelta(minutes=s.REPORT_ROLLUP_DELAY_MINUTES),
+        )
+
+    def period_of(start: str | None, end: str | None) -> Period:
+        return parse_period(start, end, max_days=runtime.settings.REPORT_MAX_DAYS)
+
+    @router.get("/api/costs", summary="Spend, baseline and savings over a date range", responses=_ERRORS)
+    async def costs(
+        request: Request, from_: FromQ = None, to: ToQ = None, group_by: ByQ = None
+    ) -> JSONResponse:
+        _single(request, "from", "to", "group_by")
+        period = period_of(from_, to)
+        by = parse_group_by(group_by)
+        cube, sources = await load(period)
+        report: dict[str, Any] = build_report(cube, period.start, period.end, by)
+        report["source"] = sources.to_dict()
+        return JSONResponse(report)
+
+    @router.get(
+        "/api/dashboard",
+        summary="Savings dashboard (self-contained HTML)",
+        response_class=HTMLResponse,
+        responses=_ERRORS,
+    )
+    async def dashboard_page(request: Request, from_: FromQ = None, to: ToQ = None) -> HTMLResponse:
+        _single(request, "from", "to")
+        period = period_of(from_, to)
+        cube, sources = await load(period)
+        code = request.query_params.get("code")
+        html = dashboard.render(
+            cube, period, sources.to_dict(), code if code and _KEY.fullmatch(code) else None
+        )
+        return HTMLResponse(
+            html,
+            headers={
+                "content-security-policy": _CSP,
+                "cache-control": "no-store",
+                "x-content-type-options": "nosniff",
+                "referrer-policy": "no-referrer",
+            },
+        )
+
+    return router
