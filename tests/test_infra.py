@@ -6,7 +6,7 @@ variables, imports), module paths, params and outputs, pinned API versions, buil
 security settings (no shared keys, no local auth, no keys in settings or outputs) and the app settings
 against router.settings.Settings. What needs the compiler (resource schemas, property and function
 types, the linter rules in infra/bicepconfig.json) runs in .github/workflows/bicep.yml with
-`az bicep build`; see infra/README.md.
+`az bicep build`; see "Deploy to Azure" in README.md.
 
 `check_infra(path)` returns every problem found in an infra folder; `test_broken_template_is_caught`
 breaks a copy of infra/ in one way at a time and asserts the matching check reports it.

@@ -1,6 +1,6 @@
 """Reading cost records for a report, and the daily roll-ups that keep a month's report fast.
 
-Design (see docs/savings.md): a **closed day** (one that ended at least ``REPORT_ROLLUP_DELAY_MINUTES``
+Design (see "See your savings" in README.md): a **closed day** (one that ended at least ``REPORT_ROLLUP_DELAY_MINUTES``
 ago, so late or retried cost-record writes have landed) is summarised once into the roll-up table and
 read from there afterwards; a day that is still open (today) is always scanned live. The request path
 that writes cost records is untouched: it stays one single-entity upsert per call, and roll-ups are
