@@ -8,9 +8,10 @@ Writes ``--days`` × ``--per-day`` cost records (default 90 × 33,334 ≈ 3 mill
 - ``warm``: later reports: closed days from roll-ups, today (an open day) scanned live;
 - ``closed_only``: a month that ends yesterday: roll-ups only.
 
-Results go to ``bench/results/report.json``. A full run takes long on Azurite (see "See your savings" in README.md: its
-inserts slow down as a partition grows and every query page scans the whole table); ``--days 90
---per-day 1000`` is a quick run. ``--location DIR`` keeps Azurite's data so ``--skip-seed`` can re-time it.
+Results go to ``bench/results/report.json``. A full run takes long on Azurite (see "See your savings"
+in README.md: its inserts slow down as a partition grows and every query page scans the whole
+table); ``--days 90 --per-day 1000`` is a quick run. ``--location DIR`` keeps Azurite's data so
+``--skip-seed`` can re-time it.
 
     .venv/bin/python bench/bench_report.py --days 90 --per-day 1000
 """

@@ -66,6 +66,10 @@ class CostRecord(BaseModel):
 
 
 Writer = Callable[[dict[str, Any]], Awaitable[object]]
+BatchWriter = Callable[[list[dict[str, Any]]], Awaitable[object]]
+
+# An entity-group transaction holds at most 100 entities, all in one partition (one UTC day here).
+MAX_BATCH = 100
 
 # Backoff between write attempts before a record is parked in the buffer.
 RETRY_DELAYS_S = (0.05, 0.25, 1.0)
@@ -74,9 +78,12 @@ RETRY_DELAYS_S = (0.05, 0.25, 1.0)
 class CostRecorder:
     """Writes records durably without making the caller wait (in ``background`` mode).
 
-    A write is retried with backoff; if it still fails, the whole record is logged as one JSON line
-    (recoverable from logs whatever happens next) and parked in a bounded buffer that later requests
-    and shutdown flush. The RowKey is fixed per record, so retries are idempotent upserts.
+    With a ``batch_writer``, background records are gathered for up to ``linger_s`` and written as one
+    transaction per day partition (up to 100 at once): one round trip instead of one per call. A failed
+    batch falls back to writing its records one by one. A write is retried with backoff; if it still
+    fails, the whole record is logged as one JSON line (recoverable from logs whatever happens next) and
+    parked in a bounded buffer that later requests and shutdown flush. The RowKey is fixed per record,
+    so retries are idempotent upserts.
     """
 
     def __init__(
@@ -85,8 +92,15 @@ class CostRecorder:
         max_pending: int = 10_000,
         background: bool = True,
         retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
+        batch_writer: BatchWriter | None = None,
+        linger_s: float = 0.05,
     ) -> None:
         self._write = writer
+        self._write_batch = batch_writer
+        self._linger_s = linger_s
+        self._queue: deque[CostRecord] = deque()
+        self._batcher: asyncio.Task[None] | None = None
+        self._batching = 0
         self._buffer: deque[CostRecord] = deque()
         self._max_pending = max_pending
         self._background = background
@@ -99,8 +113,8 @@ class CostRecorder:
 
     @property
     def pending(self) -> int:
-        """Records not yet stored: being written now, or parked after failed writes."""
-        return len(self._buffer) + len(self._in_flight)
+        """Records not yet stored: queued, being written now, or parked after failed writes."""
+        return len(self._buffer) + len(self._queue) + self._batching + len(self._in_flight)
 
     @property
     def buffered(self) -> int:
@@ -119,9 +133,41 @@ class CostRecorder:
     def submit(self, rec: CostRecord) -> None:
         """Hand a record over without any suspension point: safe in a cancelled task's cleanup (a
         streaming response whose caller went away)."""
+        if self._write_batch is None:
+            self._write_one(rec)
+            return
+        self._queue.append(rec)
+        if self._batcher is None:
+            self._batcher = asyncio.get_running_loop().create_task(self._run_batches())
+
+    def _write_one(self, rec: CostRecord) -> None:
         task = asyncio.get_running_loop().create_task(self._write_with_retries(rec))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
+
+    async def _run_batches(self) -> None:
+        assert self._write_batch is not None
+        try:
+            while self._queue:
+                await asyncio.sleep(self._linger_s)
+                taken = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+                self._batching = len(taken)
+                by_day: dict[str, list[CostRecord]] = {}
+                for rec in taken:
+                    by_day.setdefault(rec.partition_key, []).append(rec)
+                for records in by_day.values():
+                    try:
+                        await self._write_batch([r.to_entity() for r in records])
+                        self.written += len(records)
+                    except Exception as exc:
+                        log.warning("cost record batch of %d failed (%s); writing one by one",
+                                    len(records), type(exc).__name__)  # fmt: skip
+                        for rec in records:
+                            self._write_one(rec)
+                    self._batching -= len(records)
+        finally:
+            self._batching = 0
+            self._batcher = None
 
     async def _write_with_retries(self, rec: CostRecord) -> bool:
         entity = rec.to_entity()
@@ -164,8 +210,10 @@ class CostRecorder:
         return stored
 
     async def idle(self) -> None:
-        """Wait until every write in flight has finished (stored or parked)."""
-        while self._in_flight:
+        """Wait until every write queued or in flight has finished (stored or parked)."""
+        while self._in_flight or self._batcher is not None:
+            if self._batcher is not None:
+                await asyncio.gather(self._batcher, return_exceptions=True)
             await asyncio.gather(*list(self._in_flight), return_exceptions=True)
         if self._flushing is not None:
             await asyncio.gather(self._flushing, return_exceptions=True)

@@ -138,15 +138,18 @@ class HealthBoard:
             state.probing = False
 
     def on_success(self, name: str) -> None:
+        """A success closes an open circuit (its half-open probe worked). It does not end a Retry-After
+        cooldown: that may come from a 429 seen after this request started, here or on another
+        instance, and it ends by itself."""
         state = self._states.get(name)
         if state is None:
             return
-        was_open = state.circuit_open or state.cooldown_until > 0
         state.failures = 0
         state.probing = False
-        state.circuit_open = False
-        state.cooldown_until = 0.0
-        if was_open:
+        if state.circuit_open:
+            state.circuit_open = False
+            state.cooldown_until = 0.0
+            state.reason = ""
             log.info("deployment %s healthy again", name)
             self._share(name, state)
 

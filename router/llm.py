@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -68,30 +69,43 @@ class OpenAIClients:
     async def chat(
         self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, **params: Any
     ) -> Completion:
-        response = await self.get(endpoint).chat.completions.create(
-            model=deployment,
-            messages=messages,  # type: ignore[arg-type]
-            timeout=timeout_s,
-            **params,
-        )
-        usage = response.usage
-        text = response.choices[0].message.content if response.choices else None
+        data = await self.post_json(endpoint, deployment, {"messages": messages, **params}, timeout_s)
+        choices = data.get("choices") or []
+        message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
+        text = message.get("content") if isinstance(message, dict) else None
+        usage = data.get("usage") or {}
         return Completion(
-            text=text or "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            raw=response,
+            text=text if isinstance(text, str) else "",
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            raw=data,
         )
 
-    async def create(self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float) -> Any:
-        """A Chat Completions call with the caller's parameters passed through as given (the SDK's
-        ``extra_body`` carries any it has no keyword for). Returns the SDK object or, with
-        ``stream: true``, the SDK's async stream."""
-        params = dict(body)
-        params.pop("model", None)
-        messages = params.pop("messages")
+    async def post_json(
+        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float
+    ) -> dict[str, Any]:
+        """A non-streaming Chat Completions call through the SDK's documented low-level ``post``: same
+        Entra token provider, Azure deployment URL and error mapping as ``chat.completions.create``,
+        without building typed request and response objects the router would only turn back into JSON
+        (about 0.5 ms per call). The caller's parameters go through exactly as given."""
+        import httpx2
+
+        response = await self.get(endpoint).post(
+            "/chat/completions",
+            body={**body, "model": deployment},
+            cast_to=httpx2.Response,
+            options={"timeout": timeout_s},
+        )
+        data = json.loads(response.content)
+        if not isinstance(data, dict):
+            raise ValueError("upstream answered with a non-object JSON body")
+        return data
+
+    async def stream(self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float) -> Any:
+        """A streaming Chat Completions call: the SDK's async stream of typed chunks."""
+        params = {k: v for k, v in body.items() if k not in ("model", "messages")}
         return await self.get(endpoint).chat.completions.create(
-            model=deployment, messages=messages, timeout=timeout_s, **params
+            model=deployment, messages=body["messages"], timeout=timeout_s, **params
         )
 
     async def close(self) -> None:

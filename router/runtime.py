@@ -108,6 +108,10 @@ class Runtime:
         async def write_cost(entity: dict[str, Any]) -> object:
             return await (await table(s.COSTS_TABLE)).upsert_entity(entity, mode=UpdateMode.REPLACE)
 
+        async def write_costs(entities: list[dict[str, Any]]) -> object:
+            operations: list[Any] = [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities]
+            return await (await table(s.COSTS_TABLE)).submit_transaction(operations)
+
         async def read_health() -> list[dict[str, Any]]:
             health = await table(s.HEALTH_TABLE)
             rows = health.query_entities("PartitionKey eq @pk", parameters={"pk": HEALTH_PARTITION})
@@ -127,7 +131,11 @@ class Runtime:
                 self._openai_http_client_factory,
             ),
             recorder=CostRecorder(
-                write_cost, max_pending=s.COST_BUFFER_MAX, background=s.COST_WRITE_MODE == "background"
+                write_cost,
+                max_pending=s.COST_BUFFER_MAX,
+                background=s.COST_WRITE_MODE == "background",
+                batch_writer=write_costs if s.COST_WRITE_MODE == "background" else None,
+                linger_s=s.COST_BATCH_LINGER_MS / 1000,
             ),
             health=HealthBoard.from_settings(s, reader=read_health, writer=write_health),
         )

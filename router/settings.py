@@ -67,6 +67,9 @@ class Settings(BaseModel):
     CIRCUIT_OPEN_S: float = Field(30.0, gt=0, le=3600, description="How long an open circuit skips a model.")
     COST_WRITE_MODE: Literal["background", "inline"] = "background"
     COST_BUFFER_MAX: int = Field(10_000, ge=1, le=10_000_000)
+    COST_BATCH_LINGER_MS: float = Field(
+        50.0, ge=0, le=10_000, description="Background mode: how long records gather into one batch write."
+    )
 
     @field_validator("AZURE_OPENAI_ENDPOINT", "TABLES_ENDPOINT")
     @classmethod

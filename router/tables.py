@@ -19,6 +19,8 @@ def create_service_client(
 ) -> TableServiceClient:
     from azure.data.tables.aio import TableServiceClient
 
+    # No proxy/netrc lookups from the environment on every request (aiohttp does them in a thread).
+    transport = {"use_env_settings": False, **transport}
     if settings.TABLES_CONNECTION_STRING:
         return TableServiceClient.from_connection_string(settings.TABLES_CONNECTION_STRING, **transport)
     if credential is None or settings.TABLES_ENDPOINT is None:

@@ -233,7 +233,7 @@ async def test_shutdown_drains_parked_records(settings_factory, simulator, tmp_p
 def _serve(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "router", "serve", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(f"/tmp/serve-{port}.log", "wb"),
     )  # fmt: skip
 
 

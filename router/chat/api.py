@@ -137,10 +137,10 @@ def build_router(runtime: Runtime) -> APIRouter:
         if req.stream:
             body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
 
+        send = service.clients.stream if req.stream else service.clients.post_json
+
         async def call(model: ModelConfig, timeout_s: float) -> Any:
-            return await service.clients.create(
-                service.endpoint_for(model), model.deployment, body, timeout_s
-            )
+            return await send(service.endpoint_for(model), model.deployment, body, timeout_s)
 
         try:
             execution = await service.execute(
@@ -171,16 +171,15 @@ def build_router(runtime: Runtime) -> APIRouter:
                     "cache-control": "no-cache",
                 },
             )
-        response = execution.result
-        usage = response.usage
-        prompt_tokens = usage.prompt_tokens if usage else 0
-        completion_tokens = usage.completion_tokens if usage else 0
+        payload: dict[str, Any] = execution.result  # the upstream chat.completion, relayed as JSON
+        usage = payload.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
         rec = service.make_record(
             rid, model, plan.models, plan.classification, prompt_tokens, completion_tokens,
             deadline.elapsed_ms(), execution.failed, api="chat",
         )  # fmt: skip
         await service.recorder.record(rec)
-        payload = response.model_dump(mode="json", exclude_unset=True)
         payload["model"] = model.name
         return JSONResponse(
             payload, headers=_router_headers(rid, model.name, plan.classification, rec.cost_usd)

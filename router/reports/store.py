@@ -1,10 +1,10 @@
 """Reading cost records for a report, and the daily roll-ups that keep a month's report fast.
 
-Design (see "See your savings" in README.md): a **closed day** (one that ended at least ``REPORT_ROLLUP_DELAY_MINUTES``
-ago, so late or retried cost-record writes have landed) is summarised once into the roll-up table and
-read from there afterwards; a day that is still open (today) is always scanned live. The request path
-that writes cost records is untouched: it stays one single-entity upsert per call, and roll-ups are
-recomputed from the raw rows (idempotent, so two instances computing the same day agree).
+Design (see "See your savings" in README.md): a **closed day** (one that ended at least
+``REPORT_ROLLUP_DELAY_MINUTES`` ago, so late or retried cost-record writes have landed) is summarised
+once into the roll-up table and read from there afterwards; a day that is still open (today) is always
+scanned live. The request path that writes cost records is untouched, and roll-ups are recomputed
+from the raw rows (idempotent, so two instances computing the same day agree).
 
 Every Table filter is a constant string with parameters built from ``datetime.date`` objects.
 """

@@ -1,0 +1,1 @@
+"""Benchmarks (issue 8): see bench/README.md."""

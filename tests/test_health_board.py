@@ -1,0 +1,54 @@
+"""The health board's rules, on a fake clock (pure logic; the shared-table path is in test_reliability)."""
+
+from __future__ import annotations
+
+from router.health import HealthBoard, retry_after_seconds
+
+
+def board(now: list[float]) -> HealthBoard:
+    return HealthBoard(
+        circuit_failures=2, circuit_open_s=30, default_cooldown_s=10, refresh_s=1, clock=lambda: now[0]
+    )
+
+
+def test_a_late_success_does_not_end_a_retry_after_cooldown():
+    now = [1000.0]
+    b = board(now)
+    b.on_failure("m", "http_429", 20)
+    b.on_success("m")  # a request that started before the 429 comes back fine
+    assert not b.try_acquire("m")
+    now[0] += 21
+    assert b.try_acquire("m")
+
+
+def test_circuit_opens_then_one_probe_then_closes():
+    now = [0.0]
+    b = board(now)
+    b.on_failure("m", "http_500")
+    assert b.try_acquire("m")  # one failure is not enough
+    b.on_failure("m", "http_500")
+    assert not b.try_acquire("m")
+    now[0] = 31
+    assert b.try_acquire("m")  # the half-open probe
+    assert not b.try_acquire("m")  # only one at a time
+    b.on_success("m")
+    assert b.try_acquire("m") and b.try_acquire("m")
+    assert b.snapshot() == {}
+
+
+def test_429_without_retry_after_uses_the_default_and_is_capped():
+    now = [0.0]
+    b = board(now)
+    b.on_failure("m", "http_429", None)
+    assert 9.9 < b.cooldown_remaining("m") <= 10
+    b.on_failure("n", "http_429", 10**9)
+    assert b.cooldown_remaining("n") == 3600
+
+
+def test_retry_after_header_forms():
+    assert retry_after_seconds({"retry-after-ms": "1500"}) == 1.5
+    assert retry_after_seconds({"retry-after": "7"}) == 7
+    assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412470.0) == 10
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({"retry-after-ms": "nan"}) is None
+    assert retry_after_seconds({}) is None
