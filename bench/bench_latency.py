@@ -333,14 +333,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             if "COST_WRITE_MODE" in Settings.model_fields:
                 variants.append(("router /api/route [COST_WRITE_MODE=inline]", "default",
                                  {"COST_WRITE_MODE": "inline"}))  # fmt: skip
-            variants.append(("router /api/route [experiment A: lean upstream client]", "lean-upstream", {}))
-            variants.append(
-                (
-                    "router /api/route [experiment B: A + batched cost writes + tables-no-env]",
-                    "lean-upstream,batched-writes,tables-no-env",
-                    {},
-                )
-            )
+            # What the openai SDK itself costs: the same router with a bare aiohttp upstream call.
+            variants.append(("router /api/route [experiment: no openai SDK]", "lean-upstream", {}))
             for i, (label, variant, env) in enumerate(variants):
                 vp, vurl = start_router(
                     tmp, sim_url, azurite.connection_string, name=f"router-v{i}", variant=variant, **env

@@ -18,7 +18,6 @@ python -m bench.servers router --port P [--variant default|lean-upstream]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import time
 from typing import Any
@@ -107,51 +106,7 @@ class LeanChat:
         )
 
 
-class BatchingWriter:
-    """EXPERIMENT: a cost-record writer that groups upserts into Table transactions.
-
-    Each call still returns only once its entity is stored (or raises), so the recorder's retry and
-    park-on-failure logic is unchanged; it just shares one HTTP request among up to 100 records of
-    the same partition (the UTC day) that arrive within ``linger_s``."""
-
-    def __init__(self, table: Any, linger_s: float = 0.05, max_batch: int = 100) -> None:
-        self._table = table  # async () -> TableClient
-        self._linger_s = linger_s
-        self._max_batch = max_batch
-        self._queue: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __call__(self, entity: dict[str, Any]) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((entity, fut))
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        await fut
-
-    async def _run(self) -> None:
-        from azure.data.tables import UpdateMode
-
-        while self._queue:
-            if len(self._queue) < self._max_batch:
-                await asyncio.sleep(self._linger_s)
-            pk = self._queue[0][0]["PartitionKey"]
-            batch = [item for item in self._queue if item[0]["PartitionKey"] == pk][: self._max_batch]
-            taken = {id(item) for item in batch}
-            self._queue = [item for item in self._queue if id(item) not in taken]
-            ops: list[Any] = [("upsert", e, {"mode": UpdateMode.REPLACE}) for e, _ in batch]
-            try:
-                await (await self._table()).submit_transaction(ops)
-            except Exception as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_result(None)
-
-
-EXPERIMENTS = ("lean-upstream", "batched-writes", "tables-no-env")
+EXPERIMENTS = ("lean-upstream",)
 
 
 def router_app(variant: str) -> Any:
@@ -174,18 +129,6 @@ def router_app(variant: str) -> Any:
                     raise SystemExit("lean-upstream: service.clients.chat not found; drop this experiment")
                 self.lean = LeanChat(self.credential, self.settings.AZURE_OPENAI_API_VERSION)
                 service.clients.chat = self.lean.chat
-            if "batched-writes" in experiments:
-                if not callable(getattr(service.recorder, "_write", None)):
-                    raise SystemExit("batched-writes: recorder._write not found; drop this experiment")
-                costs = self.settings.COSTS_TABLE
-                clients: dict[str, Any] = {}
-
-                async def table() -> Any:
-                    if "t" not in clients:
-                        clients["t"] = await self.table(costs)
-                    return clients["t"]
-
-                service.recorder._write = BatchingWriter(table)
             return service
 
         async def close(self) -> None:
@@ -193,8 +136,7 @@ def router_app(variant: str) -> Any:
             if self.lean is not None:
                 await self.lean.close()
 
-    transport = {"use_env_settings": False} if "tables-no-env" in experiments else None
-    return create_app(BenchRuntime(credential=SimulatorCredential(), table_transport=transport))
+    return create_app(BenchRuntime(credential=SimulatorCredential()))
 
 
 def main() -> int:

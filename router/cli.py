@@ -20,12 +20,19 @@ def _settings() -> Settings:
     return load_settings()
 
 
+def configure_logging() -> None:
+    """The router's own lines at INFO; the SDKs' per-request HTTP logging only when something is wrong."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("azure", "httpx2", "httpcore2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from router.api import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 

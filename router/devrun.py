@@ -18,6 +18,9 @@ SAMPLE_MODELS = REPO_ROOT / "models.sample.json"
 
 
 def run(host: str, port: int) -> int:
+    from router.cli import configure_logging
+
+    configure_logging()
     azurite: Azurite | None = None
     env = os.environ
     if not env.get("TABLES_CONNECTION_STRING") and not env.get("TABLES_ENDPOINT"):

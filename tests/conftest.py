@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx2
 import pytest
+from hypothesis import settings as hypothesis_settings
+
 
 from router.api import create_app
 from router.local.azurite import Azurite
@@ -21,6 +23,11 @@ from router.runtime import Runtime
 from router.settings import Settings
 from router.simulator import Simulator
 from tests.support import IdentityEndpoint, ThreadServer
+
+# CI explores the same examples every run (a red build is then reproducible); locally they vary.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 CLIENT_ID = "00000000-0000-0000-0000-00000000c1d0"
 

@@ -393,6 +393,7 @@ BAD = [
     ("from=2025-03-01&from=2025-01-01", "from: give it once"),
     ("group_by=model'%20or%201%20eq%201", "group_by: must be one of model, day, classifier"),
     ("group_by=deployment", "group_by: must be one of"),
+    ("group_by=", "group_by: must be one of"),
 ]
 
 

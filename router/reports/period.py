@@ -64,7 +64,7 @@ def parse_period(start: str | None, end: str | None, *, max_days: int, today: da
 
 
 def parse_group_by(value: str | None) -> GroupBy | None:
-    if value is None or value == "":
+    if value is None:
         return None
     for option in GROUP_BY:
         if value == option:
