@@ -15,7 +15,6 @@ import httpx2
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-
 from router.api import create_app
 from router.local.azurite import Azurite
 from router.model_config import ModelConfig
