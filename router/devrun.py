@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ def run(host: str, port: int) -> int:
     from router.cli import configure_logging
 
     configure_logging()
+    # uvicorn re-raises SIGTERM after shutting down; make that unwind through ``finally`` so the Azurite
+    # child is stopped too instead of being orphaned.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     azurite: Azurite | None = None
     env = os.environ
     if not env.get("TABLES_CONNECTION_STRING") and not env.get("TABLES_ENDPOINT"):
@@ -35,6 +39,10 @@ def run(host: str, port: int) -> int:
     finally:
         if azurite is not None:
             azurite.stop()
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 async def _serve(host: str, port: int) -> int:
