@@ -58,10 +58,6 @@ class ModelCatalog:
         assert self._models is not None
         return self._models
 
-    async def refresh(self) -> None:
-        """Reload now (tests, admin); keeps the last good catalogue on failure."""
-        await self._refresh()
-
     async def _load_first(self) -> None:
         async with self._lock:
             if self._models is not None:

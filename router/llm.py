@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,6 @@ class OpenAIClients:
         self._timeout_s = timeout_s
         self._http_client_factory = http_client_factory
         self._clients: dict[str, AsyncAzureOpenAI] = {}
-        self._lock = asyncio.Lock()
 
     def get(self, endpoint: str) -> AsyncAzureOpenAI:
         client = self._clients.get(endpoint)

@@ -32,34 +32,14 @@ async def upsert_table(table: TableClient, models: Sequence[ModelConfig]) -> Non
 
 
 async def read_models(settings: Settings) -> list[ModelConfig]:
-    async with _table(settings) as table:
-        return await read_table(table)
+    from router.tables import ensure_table, open_service
+
+    async with open_service(settings) as service:
+        return await read_table(await ensure_table(service, settings.MODELS_TABLE))
 
 
 async def upsert_models(settings: Settings, models: Sequence[ModelConfig]) -> None:
-    async with _table(settings) as table:
-        await upsert_table(table, models)
+    from router.tables import ensure_table, open_service
 
-
-class _table:
-    """A short-lived table client with its own credential, for CLI use (the app keeps long-lived ones)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    async def __aenter__(self) -> TableClient:
-        from router.credentials import create_credential
-        from router.tables import create_service_client, ensure_table
-
-        self.credential = (
-            None
-            if self.settings.TABLES_CONNECTION_STRING
-            else create_credential(self.settings.AZURE_CLIENT_ID)
-        )
-        self.service = create_service_client(self.settings, self.credential)
-        return await ensure_table(self.service, self.settings.MODELS_TABLE)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.service.close()
-        if self.credential is not None:
-            await self.credential.close()
+    async with open_service(settings) as service:
+        await upsert_table(await ensure_table(service, settings.MODELS_TABLE), models)

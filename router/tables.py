@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError
@@ -33,3 +34,19 @@ async def ensure_table(service: TableServiceClient, name: str) -> TableClient:
     with suppress(ResourceExistsError):
         await service.create_table(name)
     return service.get_table_client(name)
+
+
+@asynccontextmanager
+async def open_service(settings: Settings) -> AsyncIterator[TableServiceClient]:
+    """A short-lived service client with its own credential, for the CLI (the app keeps long-lived ones
+    in ``router.runtime``): your ``az login`` identity against ``TABLES_ENDPOINT``, or Azurite."""
+    from router.credentials import create_credential
+
+    credential = None if settings.TABLES_CONNECTION_STRING else create_credential(settings.AZURE_CLIENT_ID)
+    service = create_service_client(settings, credential)
+    try:
+        yield service
+    finally:
+        await service.close()
+        if credential is not None:
+            await credential.close()

@@ -60,10 +60,13 @@ def _limits(request: Request, req: ChatCompletionRequest) -> ConstraintsIn:
 
 
 async def _plan(
-    service: RouterService, req: ChatCompletionRequest, limits: ConstraintsIn, deadline: Deadline
+    service: RouterService,
+    req: ChatCompletionRequest,
+    limits: ConstraintsIn,
+    deadline: Deadline,
+    messages: list[dict[str, Any]],
 ) -> Plan:
     models = await service.models()
-    messages = [m.model_dump(exclude_unset=True) for m in req.messages]
     estimate = estimate_prompt_tokens(messages, req.tools)
     constraints = limits.to_constraints()
     allow = limits.allow_fallback_outside_constraints
@@ -132,8 +135,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         service = await runtime.service()
         limits = _limits(request, req)
         deadline = Deadline.for_request(service.settings, limits.to_constraints())
-        plan = await _plan(service, req, limits, deadline)
-        body = req.upstream_body()
+        body = req.upstream_body()  # the messages as sent upstream are also what routing reads
+        plan = await _plan(service, req, limits, deadline, body["messages"])
         if req.stream:
             body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
 

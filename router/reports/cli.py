@@ -54,13 +54,10 @@ async def _load(settings: Settings, period: Period, *, use_rollups: bool, store:
     write rights still gets an exact report (from a live scan)."""
     from azure.core.exceptions import HttpResponseError
 
-    from router.credentials import create_credential
     from router.reports.store import load_cube
-    from router.tables import create_service_client, ensure_table
+    from router.tables import ensure_table, open_service
 
-    credential = None if settings.TABLES_CONNECTION_STRING else create_credential(settings.AZURE_CLIENT_ID)
-    service = create_service_client(settings, credential)
-    try:
+    async with open_service(settings) as service:
         rollups = service.get_table_client(settings.COSTS_ROLLUP_TABLE)
         if store:
             try:
@@ -75,21 +72,25 @@ async def _load(settings: Settings, period: Period, *, use_rollups: bool, store:
             use_rollups=use_rollups,
             store_rollups=store,
         )
-    finally:
-        await service.close()
-        if credential is not None:
-            await credential.close()
 
 
-def run_report(args: argparse.Namespace) -> int:
+def _settings_and_period(args: argparse.Namespace) -> tuple[Settings, Period] | None:
+    """Settings from the environment and the validated ``--from``/``--to``; None after printing why not."""
     from router.settings import load_settings
 
     settings = load_settings()
     try:
-        period = _period(args, settings)
+        return settings, _period(args, settings)
     except RouterError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return None
+
+
+def run_report(args: argparse.Namespace) -> int:
+    loaded = _settings_and_period(args)
+    if loaded is None:
         return 2
+    settings, period = loaded
     use = not args.no_rollups
     cube, sources = asyncio.run(_load(settings, period, use_rollups=use, store=use))
     report = build_report(cube, period.start, period.end, args.by)
@@ -99,14 +100,10 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_rollup(args: argparse.Namespace) -> int:
-    from router.settings import load_settings
-
-    settings = load_settings()
-    try:
-        period = _period(args, settings)
-    except RouterError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+    loaded = _settings_and_period(args)
+    if loaded is None:
         return 2
+    settings, period = loaded
     _, sources = asyncio.run(_load(settings, period, use_rollups=not args.rebuild, store=True))
     print(
         f"{period.start}..{period.end}: stored {sources.stored_days} day roll-up(s), "
