@@ -82,8 +82,12 @@ def fallback_chain(
     tiers.append([m for m in by_capability if _within(m, constraints)])
     if allow_outside_constraints:
         tiers.append(by_capability)
+    seen = {m.name for m in chain}  # names are unique; comparing pydantic models field by field is slow
     for tier in tiers:
-        chain += [m for m in tier if m not in chain]
+        for m in tier:
+            if m.name not in seen:
+                seen.add(m.name)
+                chain.append(m)
     return chain
 
 

@@ -90,8 +90,10 @@ class Runtime:
         from router.cost_records import CostRecorder
         from router.health import HEALTH_PARTITION, HealthBoard
         from router.llm import OpenAIClients
+        from router.llm_aiohttp import AiohttpOpenAIClients
         from router.model_store import read_table
         from router.service import RouterService
+        from router.table_batch import submit_upserts
 
         s = self.settings
         tables: dict[str, TableClient] = {}
@@ -108,9 +110,8 @@ class Runtime:
         async def write_cost(entity: dict[str, Any]) -> object:
             return await (await table(s.COSTS_TABLE)).upsert_entity(entity, mode=UpdateMode.REPLACE)
 
-        async def write_costs(entities: list[dict[str, Any]]) -> object:
-            operations: list[Any] = [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities]
-            return await (await table(s.COSTS_TABLE)).submit_transaction(operations)
+        async def write_costs(entities: list[dict[str, Any]]) -> None:
+            await submit_upserts(await table(s.COSTS_TABLE), entities)
 
         async def read_health() -> list[dict[str, Any]]:
             health = await table(s.HEALTH_TABLE)
@@ -124,7 +125,7 @@ class Runtime:
             settings=s,
             catalog=ModelCatalog(load_models, s.MODELS_TTL_SECONDS),
             scorer=get_scorer(s.CLASSIFIER),
-            clients=OpenAIClients(
+            clients=(AiohttpOpenAIClients if s.UPSTREAM_CLIENT == "aiohttp" else OpenAIClients)(
                 self.credential,
                 s.AZURE_OPENAI_API_VERSION,
                 s.REQUEST_TIMEOUT_S,

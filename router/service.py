@@ -278,7 +278,9 @@ class RouterService:
             tried.add(model.name)
             timeout = min(remaining, self.settings.ATTEMPT_TIMEOUT_S)
             try:
-                result = await asyncio.wait_for(call(model, timeout), timeout=timeout)
+                # asyncio.timeout, not wait_for: no extra task and loop turn per attempt.
+                async with asyncio.timeout(timeout):
+                    result = await call(model, timeout)
             except Exception as exc:
                 code, kind, retry_after = error_kind(exc)
                 if kind != "fatal":  # the caller's mistakes (4xx) say nothing about the deployment's health

@@ -65,6 +65,11 @@ class Settings(BaseModel):
     )
     CIRCUIT_FAILURES: int = Field(3, ge=1, le=1000, description="Consecutive failures that open the circuit.")
     CIRCUIT_OPEN_S: float = Field(30.0, gt=0, le=3600, description="How long an open circuit skips a model.")
+    UPSTREAM_CLIENT: Literal["openai", "aiohttp"] = Field(
+        "openai",
+        description="Non-streaming upstream calls: the openai SDK, or aiohttp with the SDK's token and "
+        "errors (about 1 ms less CPU per call; streaming always uses the SDK).",
+    )
     COST_WRITE_MODE: Literal["background", "inline"] = "background"
     COST_BUFFER_MAX: int = Field(10_000, ge=1, le=10_000_000)
     COST_BATCH_LINGER_MS: float = Field(

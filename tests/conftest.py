@@ -109,6 +109,10 @@ def managed_identity_env(identity: tuple[IdentityEndpoint, ThreadServer]) -> Ite
             os.environ[k] = v
 
 
+# A module whose tests should run once per upstream client overrides ``upstream_client`` with these.
+UPSTREAM_CLIENTS = ["openai", "aiohttp"]
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
@@ -138,7 +142,15 @@ class Harness:
 
 
 @pytest.fixture
-def settings_factory(azurite: Azurite, simulator_server: tuple[Simulator, ThreadServer]) -> Any:
+def upstream_client() -> str:
+    """``UPSTREAM_CLIENT`` for the app under test; modules that cover both override it with params."""
+    return "openai"
+
+
+@pytest.fixture
+def settings_factory(
+    azurite: Azurite, simulator_server: tuple[Simulator, ThreadServer], upstream_client: str
+) -> Any:
     _, sim_server = simulator_server
 
     def make(**overrides: Any) -> Settings:
@@ -151,6 +163,7 @@ def settings_factory(azurite: Azurite, simulator_server: tuple[Simulator, Thread
             "HEALTH_TABLE": unique("health"),
             "COSTS_ROLLUP_TABLE": unique("rollups"),
             "CLASSIFIER": "seed",
+            "UPSTREAM_CLIENT": upstream_client,
         }
         values.update(overrides)
         return Settings(**values)

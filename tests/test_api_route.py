@@ -10,7 +10,14 @@ import pytest
 
 from router.classifiers.seed import seed_complexity
 from router.simulator import Reply
-from tests.conftest import CLIENT_ID, MODELS, Harness
+from tests.conftest import CLIENT_ID, MODELS, UPSTREAM_CLIENTS, Harness
+
+
+@pytest.fixture(params=UPSTREAM_CLIENTS)
+def upstream_client(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against both upstream clients."""
+    return str(request.param)
+
 
 EASY = "hi"
 # Seed score 0.2 (how) + 0.15 (and) + len/1000: in the judge band (0.3..0.7).

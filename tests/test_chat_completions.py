@@ -14,8 +14,15 @@ import pytest
 from router.api import create_app
 from router.runtime import Runtime
 from router.simulator import Reply
-from tests.conftest import MODELS, Harness
+from tests.conftest import MODELS, UPSTREAM_CLIENTS, Harness
 from tests.support import ThreadServer
+
+
+@pytest.fixture(params=UPSTREAM_CLIENTS)
+def upstream_client(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against both upstream clients."""
+    return str(request.param)
+
 
 HARD = (
     "Why does this function fail on large inputs and how do I fix it? ```def f(xs): return sorted(xs)[0]``` "

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx2
+import pytest
 
 from router.api import create_app
 from router.local.azurite import Azurite, free_port
@@ -19,8 +20,15 @@ from router.model_store import upsert_table
 from router.runtime import Runtime
 from router.settings import load_settings
 from router.simulator import Reply
-from tests.conftest import CLIENT_ID, MODELS, Harness, unique
+from tests.conftest import CLIENT_ID, MODELS, UPSTREAM_CLIENTS, Harness, unique
 from tests.support import ResettingServer
+
+
+@pytest.fixture(params=UPSTREAM_CLIENTS)
+def upstream_client(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against both upstream clients."""
+    return str(request.param)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 

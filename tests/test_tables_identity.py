@@ -88,6 +88,25 @@ async def test_app_reads_configs_and_writes_costs_with_a_managed_identity_token(
         await runtime.close()
 
 
+async def test_cost_record_transactions_authenticate_with_the_managed_identity(
+    oauth_azurite, settings_factory, identity
+):
+    """The batch writer sends through the Table client's own pipeline, so the bearer token applies."""
+    from router.table_batch import submit_upserts
+
+    server, cert = oauth_azurite
+    settings = settings_factory(TABLES_CONNECTION_STRING=None, TABLES_ENDPOINT=server.endpoint)
+    runtime = Runtime(settings, table_transport={"connection_verify": cert})
+    try:
+        table = await runtime.table(settings.COSTS_TABLE)
+        entities = [{"PartitionKey": "2026-11-26", "RowKey": f"r{i}", "cost_usd": 0.5 * i} for i in range(3)]
+        await submit_upserts(table, entities)
+        stored = sorted([dict(e) async for e in table.list_entities()], key=lambda e: e["RowKey"])
+        assert [(e["RowKey"], e["cost_usd"]) for e in stored] == [("r0", 0.0), ("r1", 0.5), ("r2", 1.0)]
+    finally:
+        await runtime.close()
+
+
 async def test_oauth_is_enforced_a_bad_token_is_rejected(oauth_azurite):
     """Proves the test above is meaningful: this Azurite refuses a token with the wrong audience."""
     from azure.core.credentials import AccessToken

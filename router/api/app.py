@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -142,13 +142,13 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     @app.post(
         "/api/route", response_model=RouteResponse, responses=_ERRORS, openapi_extra=_json_body(RouteRequest)
     )
-    async def route(request: Request) -> RouteResponse:
+    async def route(request: Request) -> Response:
         body = await parse_body(request, RouteRequest)
         rid = _request_id(request)
         service = await runtime.service()
         result = await service.route(body.query, body.to_constraints(), rid, body.allow_outside_constraints)
         _log_call(rid, result.model.name, result.classification.complexity, result.cost_usd, body.query)
-        return RouteResponse(
+        answer = RouteResponse(
             response=result.text,
             model_used=result.model.name,
             estimated_cost=result.cost_usd,
@@ -163,6 +163,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             request_id=rid,
             fallbacks=[FallbackOut(model=a.model, error_code=a.error_code) for a in result.fallbacks],
         )
+        # Built from typed values just above: serialised once here, not re-validated by FastAPI.
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     @app.post(
         "/api/decide",

@@ -1,0 +1,180 @@
+"""The two upstream clients (``UPSTREAM_CLIENT=openai`` and ``aiohttp``) are interchangeable: the same
+request reaches the simulator, the same answer comes back, and every fault becomes the same exception
+class with the same ``error_kind`` (the input of the router's retry, fallback and health rules).
+
+Real components throughout: the openai SDK and aiohttp over HTTP to the simulator, a real
+``ManagedIdentityCredential`` fetching its token from the loopback identity endpoint, and a server that
+resets connections. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from router.credentials import create_credential
+from router.llm import OpenAIClients
+from router.llm_aiohttp import AiohttpOpenAIClients
+from router.local.azurite import free_port
+from router.service import error_kind
+from router.simulator import Reply, Simulator
+from tests.conftest import CLIENT_ID
+from tests.support import ResettingServer, ThreadServer
+
+API_VERSION = "2024-10-21"
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+KINDS = {"openai": OpenAIClients, "aiohttp": AiohttpOpenAIClients}
+
+
+@pytest.fixture(params=sorted(KINDS))
+async def clients(request: pytest.FixtureRequest) -> Any:
+    credential = create_credential(CLIENT_ID)
+    made = KINDS[request.param](lambda: credential, API_VERSION, timeout_s=30)
+    yield made
+    await made.close()
+    await credential.close()
+
+
+def endpoint(simulator_server: tuple[Simulator, ThreadServer]) -> str:
+    return simulator_server[1].url
+
+
+async def failure(clients: OpenAIClients, url: str, timeout_s: float = 10) -> BaseException:
+    with pytest.raises(Exception) as caught:
+        await clients.post_json(url, "dep-x", {"messages": MESSAGES}, timeout_s)
+    return caught.value
+
+
+async def test_success_sends_the_same_request_and_returns_the_answer(
+    clients: OpenAIClients, simulator: Simulator, simulator_server: Any, identity: Any
+) -> None:
+    simulator.script("dep-x", Reply(content="Paris.", prompt_tokens=14, completion_tokens=2))
+    body = {"messages": MESSAGES, "temperature": 0, "max_tokens": 5, "response_format": {"type": "text"}}
+    data = await clients.post_json(endpoint(simulator_server), "dep-x", body, 10)
+    assert data["choices"][0]["message"]["content"] == "Paris."
+    assert data["usage"] == {"prompt_tokens": 14, "completion_tokens": 2, "total_tokens": 16}
+    (seen,) = simulator.calls_to("dep-x")
+    assert seen.api_version == API_VERSION
+    assert seen.body == {**body, "model": "dep-x"}
+    # The bearer token is the one the managed-identity endpoint issued for the Azure OpenAI audience.
+    issued = identity[0].issued
+    assert seen.authorization == f"Bearer {issued[-1]}"
+    assert identity[0].requests[-1].resource == "https://cognitiveservices.azure.com"
+    assert identity[0].requests[-1].client_id == CLIENT_ID
+
+
+async def test_token_is_fetched_once_and_reused(
+    clients: OpenAIClients, simulator: Simulator, simulator_server: Any, identity: Any
+) -> None:
+    before = len(identity[0].requests)
+    for _ in range(5):
+        await clients.chat(endpoint(simulator_server), "dep-x", MESSAGES, timeout_s=10)
+    assert len(identity[0].requests) - before == 1
+    assert len({s.authorization for s in simulator.calls_to("dep-x")}) == 1
+
+
+async def test_chat_reads_text_and_usage(clients: OpenAIClients, simulator: Simulator, simulator_server: Any):
+    simulator.script("dep-x", Reply(content="Four.", prompt_tokens=9, completion_tokens=3))
+    done = await clients.chat(endpoint(simulator_server), "dep-x", MESSAGES, timeout_s=10, max_tokens=4)
+    assert (done.text, done.prompt_tokens, done.completion_tokens) == ("Four.", 9, 3)
+    assert simulator.calls_to("dep-x")[0].body["max_tokens"] == 4
+
+
+FAULTS = [
+    # (reply, exception class, error_kind)
+    (
+        Reply(status=429, headers={"retry-after": "7"}),
+        openai.RateLimitError,
+        ("http_429", "retry", 7.0),
+    ),
+    (
+        Reply(status=429, headers={"retry-after-ms": "1500"}),
+        openai.RateLimitError,
+        ("http_429", "retry", 1.5),
+    ),
+    (Reply(status=500), openai.InternalServerError, ("http_500", "retry", None)),
+    (Reply(status=503), openai.InternalServerError, ("http_503", "retry", None)),
+    (Reply(status=408), openai.APIStatusError, ("http_408", "retry", None)),
+    (
+        Reply(status=400, error_code="content_filter", error_message="filtered"),
+        openai.BadRequestError,
+        ("content_filter", "fatal", None),
+    ),
+    (
+        Reply(status=400, error_code="context_length_exceeded", error_message="too long"),
+        openai.BadRequestError,
+        ("context_length_exceeded", "context", None),
+    ),
+    (
+        Reply(status=400, error_code="unsupported_parameter", error_message="'logprobs' is not supported"),
+        openai.BadRequestError,
+        ("http_400", "fatal", None),
+    ),
+    (Reply(status=401), openai.AuthenticationError, ("http_401", "fatal", None)),
+    (Reply(status=403), openai.PermissionDeniedError, ("http_403", "fatal", None)),
+    (
+        Reply(status=404, error_code="DeploymentNotFound"),
+        openai.NotFoundError,
+        ("http_404", "fatal", None),
+    ),
+]
+
+
+@pytest.mark.parametrize(("reply", "exc_type", "kind"), FAULTS, ids=lambda v: getattr(v, "__name__", None))
+async def test_http_errors_are_the_sdks_exceptions(
+    clients: OpenAIClients,
+    simulator: Simulator,
+    simulator_server: Any,
+    reply: Reply,
+    exc_type: type[BaseException],
+    kind: tuple[str, str, float | None],
+) -> None:
+    simulator.script("dep-x", reply)
+    exc = await failure(clients, endpoint(simulator_server))
+    assert type(exc) is exc_type
+    assert error_kind(exc) == kind
+    assert isinstance(exc, openai.APIStatusError)
+    assert exc.status_code == reply.status
+    assert isinstance(exc.body, dict) and exc.body["message"] == reply.error_message
+    assert exc.response.headers.get("content-type") == "application/json"
+
+
+async def test_timeout(clients: OpenAIClients, simulator: Simulator, simulator_server: Any) -> None:
+    simulator.script("dep-x", Reply(content="late", delay_s=2))
+    exc = await failure(clients, endpoint(simulator_server), timeout_s=0.2)
+    assert isinstance(exc, openai.APITimeoutError)
+    assert error_kind(exc) == ("timeout", "retry", None)
+
+
+async def test_connection_reset(clients: OpenAIClients) -> None:
+    dead = ResettingServer().start()
+    try:
+        exc = await failure(clients, dead.url)
+    finally:
+        dead.stop()
+    assert isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError)
+    assert error_kind(exc) == ("connection_error", "retry", None)
+    assert dead.accepted >= 1
+
+
+async def test_connection_refused(clients: OpenAIClients) -> None:
+    exc = await failure(clients, f"http://127.0.0.1:{free_port()}")
+    assert isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError)
+    assert error_kind(exc) == ("connection_error", "retry", None)
+
+
+async def test_streaming_goes_through_the_sdk_for_both(
+    clients: OpenAIClients, simulator: Simulator, simulator_server: Any
+) -> None:
+    simulator.script("dep-x", Reply(content="Paris is the capital.", completion_tokens=5))
+    body = {"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+    stream = await clients.stream(endpoint(simulator_server), "dep-x", body, 10)
+    assert isinstance(stream, openai.AsyncStream)
+    text, usage = "", None
+    async for chunk in stream:
+        text += "".join(c.delta.content or "" for c in chunk.choices)
+        usage = chunk.usage or usage
+    assert text == "Paris is the capital."
+    assert usage is not None and usage.completion_tokens == 5
