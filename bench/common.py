@@ -33,6 +33,8 @@ PROJECT_PACKAGES = (
     "fastapi",
     "starlette",
     "uvicorn",
+    "uvloop",
+    "httptools",
     "pydantic",
     "pydantic-core",
     "openai",
