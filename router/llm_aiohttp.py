@@ -23,9 +23,9 @@ stream's latency, and the SDK's SSE parsing is worth keeping there.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -34,7 +34,6 @@ from router.llm import OpenAIClients
 if TYPE_CHECKING:
     import aiohttp
     from azure.core.credentials import AccessToken
-    from azure.core.credentials_async import AsyncTokenCredential
 
 USER_AGENT = "azure-model-router (aiohttp)"
 REFRESH_MARGIN_S = 300.0
@@ -43,18 +42,13 @@ REFRESH_MARGIN_S = 300.0
 class AiohttpOpenAIClients(OpenAIClients):
     """``OpenAIClients`` whose non-streaming ``post_json`` skips the SDK's request building."""
 
-    def __init__(
-        self,
-        credential_factory: Callable[[], AsyncTokenCredential],
-        api_version: str,
-        timeout_s: float,
-        http_client_factory: Callable[[], Any] | None = None,
-    ) -> None:
-        super().__init__(credential_factory, api_version, timeout_s, http_client_factory)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # as OpenAIClients (streaming uses it)
+        super().__init__(*args, **kwargs)
         self._session: aiohttp.ClientSession | None = None
         self._token: AccessToken | None = None
         self._token_lock = asyncio.Lock()
         self._urls: dict[tuple[str, str], str] = {}
+        self._sdk_import: asyncio.Future[Any] | None = None
 
     def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -66,6 +60,11 @@ class AiohttpOpenAIClients(OpenAIClients):
                 connector=aiohttp.TCPConnector(limit=1000, ttl_dns_cache=300),
                 trust_env=False,
                 skip_auto_headers=("User-Agent",),
+            )
+            # The SDK is needed only for errors and streams: import it (~0.4 s) in a worker thread now,
+            # so the first upstream failure does not pay for it on the request path.
+            self._sdk_import = asyncio.get_running_loop().run_in_executor(
+                None, importlib.import_module, "openai"
             )
         return self._session
 

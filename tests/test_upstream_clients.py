@@ -178,3 +178,65 @@ async def test_streaming_goes_through_the_sdk_for_both(
         usage = chunk.usage or usage
     assert text == "Paris is the capital."
     assert usage is not None and usage.completion_tokens == 5
+
+
+class ScriptedCredential:
+    """A credential whose tokens and failures are scripted: the token service's expiry and outage cannot
+    be produced by the loopback identity endpoint, so this stands in for it (the real
+    ``ManagedIdentityCredential`` path is covered above)."""
+
+    def __init__(self, *replies: Any) -> None:
+        self.replies = list(replies)
+        self.calls = 0
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        self.calls += 1
+        reply = self.replies.pop(0)
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_aiohttp_client_refreshes_a_token_near_expiry_and_rides_out_a_failed_refresh(
+    simulator: Simulator, simulator_server: Any
+) -> None:
+    import time
+
+    from azure.core.credentials import AccessToken
+    from azure.core.exceptions import ClientAuthenticationError
+
+    soon = int(time.time()) + 120  # inside the 5-minute refresh margin, still valid
+    credential = ScriptedCredential(
+        AccessToken("tok-1", soon),
+        AccessToken("tok-2", soon),
+        ClientAuthenticationError("token service down"),
+        AccessToken("tok-3", int(time.time()) + 3600),
+    )
+    clients = AiohttpOpenAIClients(lambda: credential, API_VERSION, timeout_s=30)
+    try:
+        url = endpoint(simulator_server)
+        for _ in range(4):
+            await clients.post_json(url, "dep-x", {"messages": MESSAGES}, 10)
+        seen = [s.authorization for s in simulator.calls_to("dep-x")]
+        # tok-1 is refreshed at once (near expiry) -> tok-2; the next refresh fails while tok-2 is still
+        # valid, so tok-2 is used again; the one after that succeeds -> tok-3.
+        assert seen == ["Bearer tok-1", "Bearer tok-2", "Bearer tok-2", "Bearer tok-3"]
+        assert credential.calls == 4
+    finally:
+        await clients.close()
+
+
+async def test_aiohttp_client_fails_when_there_is_no_valid_token(simulator: Simulator, simulator_server: Any):
+    from azure.core.exceptions import ClientAuthenticationError
+
+    credential = ScriptedCredential(ClientAuthenticationError("no identity"))
+    clients = AiohttpOpenAIClients(lambda: credential, API_VERSION, timeout_s=30)
+    try:
+        with pytest.raises(ClientAuthenticationError):
+            await clients.post_json(endpoint(simulator_server), "dep-x", {"messages": MESSAGES}, 10)
+        assert simulator.calls_to("dep-x") == []
+    finally:
+        await clients.close()
