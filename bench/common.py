@@ -274,12 +274,12 @@ def router_env(sim_url: str, tables: str, **extra: str) -> dict[str, str]:
 
 
 def start_router(
-    log_dir: Path, sim_url: str, tables: str, name: str = "router", **extra: str
+    log_dir: Path, sim_url: str, tables: str, name: str = "router", args: tuple[str, ...] = (), **extra: str
 ) -> tuple[Proc, str]:
     port = free_port()
     proc = Proc(
         name,
-        [sys.executable, "-m", "bench.servers", "router", "--port", str(port)],
+        [sys.executable, "-m", "bench.servers", "router", "--port", str(port), *args],
         env=router_env(sim_url, tables, **extra),
         log_path=log_dir / f"{name}.log",
     ).start()

@@ -9,7 +9,8 @@ python -m bench.servers router --port P
     ``create_app(Runtime(load_settings(), credential=SimulatorCredential()))`` under uvicorn with
     its defaults (uvloop and httptools when installed, as ``python -m router serve``); settings from
     the environment, so variants (``UPSTREAM_CLIENT=aiohttp``, ``COST_WRITE_MODE=inline``) are
-    just environment variables. Shipped code only: no patches.
+    just environment variables. Shipped code only, except ``--discard-cost-records``: a bench-only
+    patch that drops cost records, used by ``bench_write_share.py`` to measure what writing them costs.
 """
 
 from __future__ import annotations
@@ -67,7 +68,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.servers")
     parser.add_argument("kind", choices=["sim", "router"])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--discard-cost-records",
+        action="store_true",
+        help="BENCH-ONLY PATCH (bench_write_share.py): drop every cost record instead of writing it, to "
+        "measure what the writes cost; never a shipped behaviour",
+    )
     args = parser.parse_args()
+    if args.discard_cost_records:
+        from router.cost_records import CostRecorder
+
+        CostRecorder.submit = lambda self, rec: None  # type: ignore[method-assign]
     app = sim_app() if args.kind == "sim" else router_app()
     config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
     uvicorn.Server(config).run()
