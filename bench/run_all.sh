@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark of issue 8, then the summary table in bench/README.md. About 7 minutes on 2 cores.
+# Every benchmark of issue 8, then the summary table in bench/README.md. About 9 minutes on 2 cores.
 #   bench/run_all.sh                 # decision cost, latency + LiteLLM, cold start, profile
 #   SKIP_LITELLM=1 bench/run_all.sh  # router vs direct only
 #   RUN_LOAD=1 RUN_REPORT=1 ...      # also the load run with faults and the savings-report run (quick form)
