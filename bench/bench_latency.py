@@ -341,8 +341,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 )
                 procs.append(vp)
                 servers[vp.name] = vp
-                vroute = Target(f"router /api/route [{label}]", f"{vurl}/api/route", route.body, json_headers)
-                targets.append(replace(vroute, proc=vp, check=check_route))
+                name = f"router /api/route [{label}]"
+                targets.append(Target(name, f"{vurl}/api/route", route.body, json_headers, vp, check_route))
                 vchat = chat_target(vurl, vp) if with_chat else None
                 if vchat is not None:
                     targets.append(replace(vchat, name=f"{vchat.name} [{label}]"))

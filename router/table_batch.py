@@ -9,14 +9,14 @@ What stays the library's: the request goes through the ``TableClient``'s own pip
 of its generated client), so authentication (Entra bearer or shared key), retries, user agent, request
 ids and logging policy are exactly those of every other Table call. The entity JSON follows the
 library's own conversions (``azure.data.tables._serialize``): ``Edm.String``/``Edm.Double``/
-``Edm.DateTime`` annotations, bools and 32-bit ints bare, anything else refused. If the library's
-internals ever change shape, ``submit_upserts`` falls back to ``submit_transaction``.
+``Edm.DateTime`` annotations, bools and 32-bit ints bare, anything else refused. Any failure here
+(including the library's internals changing shape) is the cost recorder's failed batch: it writes those
+records one by one through ``upsert_entity``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 import uuid
@@ -24,14 +24,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from router.cost_records import MAX_BATCH
+
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
-log = logging.getLogger("router.table_batch")
-
 _STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3})([^\r\n]*)", re.MULTILINE)
 _INT32 = 2**31
-MAX_OPERATIONS = 100
 
 
 class TransactionFailed(Exception):
@@ -80,7 +79,7 @@ def _key(value: Any) -> str:
 def build_body(table_url: str, entities: list[dict[str, Any]], api_version: str) -> tuple[str, bytes]:
     """(content type, body) of one changeset of upserts (Insert Or Replace: PUT without If-Match)."""
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
-    parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
+    parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n".encode()]
     for i, entity in enumerate(entities):
         body = entity_json(entity).encode()
         url = f"{table_url}(PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}')"
@@ -88,12 +87,11 @@ def build_body(table_url: str, entities: list[dict[str, Any]], api_version: str)
             f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
             f"Content-ID: {i}\r\n\r\nPUT {url} HTTP/1.1\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nx-ms-version: {api_version}\r\nDataServiceVersion: 3.0\r\n"
-            f"Accept: application/json\r\n\r\n"
+            f"Accept: application/json\r\n\r\n".encode()
         )
-        parts.append(body.decode())
-        parts.append("\r\n")
-    parts.append(f"--{changeset}--\r\n\r\n--{batch}--\r\n")
-    return f"multipart/mixed; boundary={batch}", "".join(parts).encode()
+        parts.append(body + b"\r\n")
+    parts.append(f"--{changeset}--\r\n\r\n--{batch}--\r\n".encode())
+    return f"multipart/mixed; boundary={batch}", b"".join(parts)
 
 
 def check_reply(status: int, content: bytes, expected: int) -> None:
@@ -115,19 +113,14 @@ async def submit_upserts(table: TableClient, entities: list[dict[str, Any]]) -> 
     if not entities:
         return
     # Checked here as the library checks them (Azurite would accept what Azure refuses).
-    if len(entities) > MAX_OPERATIONS:
-        raise ValueError(f"a transaction holds at most {MAX_OPERATIONS} operations, not {len(entities)}")
+    if len(entities) > MAX_BATCH:
+        raise ValueError(f"a transaction holds at most {MAX_BATCH} operations, not {len(entities)}")
     if len({e["PartitionKey"] for e in entities}) != 1:
         raise ValueError("every entity of a transaction must have the same PartitionKey")
-    try:
-        send = table._client.send_request
-        api_version = table.api_version
-        account_url = table.url.split("?", 1)[0].rstrip("/")
-    except AttributeError:  # the library's internals moved: its own (slower) transaction still works
-        log.warning("azure-data-tables internals changed; using submit_transaction for cost records")
-        await table.submit_transaction([("upsert", e, {"mode": "replace"}) for e in entities])
-        return
     from azure.core.rest import HttpRequest
+
+    api_version = table.api_version
+    account_url = table.url.split("?", 1)[0].rstrip("/")
 
     content_type, body = build_body(f"{account_url}/{table.table_name}", entities, api_version)
     request = HttpRequest(
@@ -143,6 +136,6 @@ async def submit_upserts(table: TableClient, entities: list[dict[str, Any]]) -> 
         content=body,
     )
     # stream=True as the library does: the pipeline's content decoder does not know multipart.
-    response = await send(request, stream=True)
+    response = await table._client.send_request(request, stream=True)
     content = await response.read()
     check_reply(response.status_code, content, len(entities))
