@@ -2,6 +2,6 @@
 
 import azure.functions as func
 
-from router.api import create_app
+from router.api.app import create_app
 
 app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.FUNCTION)

@@ -213,7 +213,7 @@ def median_of(rows: list[dict[str, Any]], key: str) -> float:
 
 
 async def stack(tmp: Path) -> tuple[Any, Any, str]:
-    from router.local.azurite import Azurite
+    from router.dev.azurite import Azurite
 
     azurite = Azurite().start()
     try:

@@ -1,4 +1,4 @@
-"""Decision cost: classify a query and pick the model (``router.routing.choose``), per built-in classifier.
+"""Decision cost: classify a query and pick the model (``router.pipeline.route.choose``), per classifier.
 
     .venv/bin/python bench/bench_decision.py            # writes bench/results/decision.json
 
@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from router.classifiers import get_scorer  # noqa: E402
-from router.model_config import load_file  # noqa: E402
-from router.routing import Constraints, choose  # noqa: E402
+from router.models.config import load_file  # noqa: E402
+from router.pipeline.route import Constraints, choose  # noqa: E402
 
 CLASSIFIERS = ("seed", "improved", "learned")
 SHARED = ROOT.parent / "shared" / "routing-data"
@@ -112,7 +112,7 @@ def main() -> int:
         for name in CLASSIFIERS
     }
     doc = {
-        "what": "classify + router.routing.choose over models.sample.json, per query, wall clock",
+        "what": "classify + router.pipeline.route.choose over models.sample.json, per query, wall clock",
         "queries": len(texts),
         "query_chars_median": statistics.median(len(t) for t in texts),
         "shared_data_included": SHARED.is_dir(),

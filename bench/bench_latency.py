@@ -289,7 +289,7 @@ def chat_target(router_url: str, proc: Proc) -> Target | None:
 
 # -- main ---------------------------------------------------------------------------------------
 async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from router.local.azurite import Azurite
+    from router.dev.azurite import Azurite
 
     procs: list[Proc] = []
     azurite = Azurite().start()
@@ -497,7 +497,8 @@ def summarize(
         "router_classifier": sorted(CLASSIFIERS_SEEN),
         "setup": {
             "client": f"aiohttp {aiohttp.__version__} ClientSession, keep-alive, same for every target",
-            "upstream": "router.simulator.Simulator under uvicorn, own process, zero delay, keep_seen=False",
+            "upstream": "router.dev.simulator.Simulator under uvicorn, own process, zero delay, "
+            "keep_seen=False",
             "router": (
                 "create_app(Runtime(settings, credential=SimulatorCredential())) under uvicorn defaults "
                 f"(loop: {'uvloop' if importlib.util.find_spec('uvloop') else 'asyncio'}, "

@@ -25,14 +25,14 @@ sys.path.insert(0, str(ROOT))
 
 import httpx2  # noqa: E402
 
-from router.api import create_app  # noqa: E402
-from router.local.azurite import Azurite  # noqa: E402
-from router.local.credential import SimulatorCredential  # noqa: E402
-from router.model_config import load_file  # noqa: E402
-from router.model_store import upsert_models  # noqa: E402
+from router.api.app import create_app  # noqa: E402
+from router.dev.azurite import Azurite  # noqa: E402
+from router.dev.credential import SimulatorCredential  # noqa: E402
+from router.dev.simulator import Simulator  # noqa: E402
+from router.models.config import load_file  # noqa: E402
+from router.models.store import upsert_models  # noqa: E402
 from router.runtime import Runtime  # noqa: E402
 from router.settings import Settings  # noqa: E402
-from router.simulator import Simulator  # noqa: E402
 from tests.support import ThreadServer  # noqa: E402
 
 QUERIES = [

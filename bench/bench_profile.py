@@ -267,7 +267,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import os
 
     from bench.servers import router_app
-    from router.local.azurite import Azurite
+    from router.dev.azurite import Azurite
 
     azurite = Azurite().start()
     sim, sim_url = start_simulator(tmp)
@@ -294,7 +294,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         timers.wrap(service, "route", "service.route (all below)")
         timers.wrap(service, "models", "catalogue (in memory)")
         timers.wrap(service, "classify", f"classify (scorer: {answer['classifier']})")
-        import router.service as service_module
+        import router.pipeline.service as service_module
 
         timers.wrap_sync(service_module, "choose", "route decision (choose)")
         timers.wrap_sync(service_module, "fallback_chain", "fallback chain")

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 from azure.core.exceptions import ServiceRequestError  # noqa: E402
 from azure.data.tables.aio import TableClient, TableServiceClient  # noqa: E402
 
-from router.cost_records import CostRecord  # noqa: E402
-from router.local.azurite import Azurite  # noqa: E402
+from router.costs.records import CostRecord  # noqa: E402
+from router.dev.azurite import Azurite  # noqa: E402
 from router.reports import dashboard  # noqa: E402
 from router.reports.aggregate import build_report  # noqa: E402
 from router.reports.period import Period  # noqa: E402

@@ -237,7 +237,7 @@ def tail(path: Path | None, n: int = 3000) -> str:
 
 
 def free_port() -> int:
-    from router.local.azurite import free_port as _free
+    from router.dev.azurite import free_port as _free
 
     return _free()
 
@@ -290,8 +290,8 @@ def start_router(
 
 
 async def seed_models(sim_url: str, tables: str) -> None:
-    from router.model_config import load_file
-    from router.model_store import upsert_models
+    from router.models.config import load_file
+    from router.models.store import upsert_models
     from router.settings import Settings
 
     settings = Settings(AZURE_OPENAI_ENDPOINT=sim_url, TABLES_CONNECTION_STRING=tables)

@@ -30,7 +30,7 @@ def sim_app() -> Any:
     from starlette.responses import JSONResponse
     from starlette.routing import Mount, Route
 
-    from router.simulator import Simulator
+    from router.dev.simulator import Simulator
 
     sim = Simulator()
     sim.keep_seen = False
@@ -55,8 +55,8 @@ def router_app(**overrides: str) -> Any:
     """The shipped app with settings from the environment plus ``overrides`` (e.g. UPSTREAM_CLIENT)."""
     import os
 
-    from router.api import create_app
-    from router.local.credential import SimulatorCredential
+    from router.api.app import create_app
+    from router.dev.credential import SimulatorCredential
     from router.runtime import Runtime
     from router.settings import load_settings
 
@@ -76,7 +76,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.discard_cost_records:
-        from router.cost_records import CostRecorder
+        from router.costs.recorder import CostRecorder
 
         CostRecorder.submit = lambda self, rec: None  # type: ignore[method-assign]
     app = sim_app() if args.kind == "sim" else router_app()

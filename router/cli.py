@@ -5,32 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from router.settings import Settings
+from router.errors import SettingsError
+from router.evaluation import cli as evaluation_cli
+from router.logs import configure_logging
+from router.models.config import cheapest_first, load_file
+from router.models.store import read_models, upsert_models
+from router.reports import cli as reports_cli
+from router.settings import Settings, load_settings
 
 
 def _settings() -> Settings:
-    from router.settings import load_settings
-
     return load_settings()
 
 
-def configure_logging() -> None:
-    """The router's own lines at INFO; the SDKs' per-request HTTP logging only when something is wrong."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("azure", "httpx2", "httpcore2", "openai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    import uvicorn  # the server and the app's imports are only paid for by `serve`
 
-    from router.api import create_app
+    from router.api.app import create_app
 
     configure_logging()
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning", access_log=False)
@@ -38,9 +32,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_models_load(args: argparse.Namespace) -> int:
-    from router.model_config import load_file
-    from router.model_store import upsert_models
-
     models = load_file(args.file)
     settings = _settings()
     asyncio.run(upsert_models(settings, models))
@@ -49,15 +40,13 @@ def run_models_load(args: argparse.Namespace) -> int:
 
 
 def run_models_list(args: argparse.Namespace) -> int:
-    from router.model_store import read_models
-
     models = asyncio.run(read_models(_settings()))
     if args.json:
         print(json.dumps([m.model_dump() for m in models], indent=2))
         return 0
     row = "{:<24} {:<24} {:>10} {:>10} {:>10} {:>7} {:>6} {}"
     print(row.format("name", "deployment", "$/1k", "in $/1k", "out $/1k", "lat ms", "max_cx", "on"))
-    for m in sorted(models, key=lambda m: (m.cost_per_1k_tokens, m.name)):
+    for m in sorted(models, key=cheapest_first):
         print(
             row.format(
                 m.name,
@@ -74,7 +63,7 @@ def run_models_list(args: argparse.Namespace) -> int:
 
 
 def run_dev(args: argparse.Namespace) -> int:
-    from router.devrun import run
+    from router.dev.run import run  # dev-only: Azurite, the simulator
 
     return run(host=args.host, port=args.port)
 
@@ -102,24 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=run_models_list)
 
-    for module in _PLUGINS:
-        try:
-            mod = __import__(module, fromlist=["add_commands"])
-        except ImportError:
-            continue
-        mod.add_commands(sub)
+    # Subcommands that live with their feature.
+    evaluation_cli.add_commands(sub)
+    reports_cli.add_commands(sub)
     return parser
-
-
-# Subcommands that live with their feature (evaluation, reports); imported only to build the parser.
-_PLUGINS = ("router.evaluation.cli", "router.reports.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from router.settings import SettingsError
-
     try:
         return int(args.handler(args))
     except SettingsError as exc:

@@ -1,6 +1,32 @@
-"""Errors the API turns into ``{"error": {"code", "message", "request_id"}}`` with a status code."""
+"""Every exception the router defines, in one place, so a handler can catch a family by its base.
+
+::
+
+    Exception
+    ├── RouterError                 an answer to the caller: HTTP ``status`` + stable ``code`` (+ ``param``)
+    │   ├── NoModelsError           503 no_models: the catalogue could not be loaded or has nothing enabled
+    │   ├── UpstreamError           502 upstream_*: no deployment could answer
+    │   └── UpstreamTimeout         504 upstream_timeout: the request's time budget ran out
+    ├── ExecutionFailed             internal: every attempt failed; carries the RouterError to answer with
+    │                               and the attempts made, so the failure is still recorded
+    ├── CatalogUnavailable          internal (RuntimeError): no model configs; surfaces as NoModelsError
+    ├── TransactionFailed           internal: a Table entity-group transaction was refused (nothing stored)
+    └── ValueError
+        ├── SettingsError           a setting is missing or invalid; the message names the variable
+        ├── WeightsError            a classifier weights file does not match this version
+        └── DataError               an evaluation data file or option is unusable
+
+Only ``RouterError`` crosses the HTTP edge (``router.api``): anything else reaching it is a bug and
+becomes a 500 ``internal_error`` carrying the request id.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from router.models.config import ModelConfig
+    from router.pipeline.execute import Attempt
 
 
 class RouterError(Exception):
@@ -32,3 +58,44 @@ class UpstreamError(RouterError):
 class UpstreamTimeout(RouterError):
     status = 504
     code = "upstream_timeout"
+
+
+class ExecutionFailed(Exception):
+    """Every attempt failed; carries what was tried for the cost record and the caller."""
+
+    def __init__(self, error: RouterError, model: ModelConfig, failed: list[Attempt]) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.model = model
+        self.failed = failed
+
+    @property
+    def stored_error_code(self) -> str:
+        """The error code kept in the cost record: the upstream's, without the API's ``upstream_``."""
+        if self.failed:
+            return self.failed[-1].error_code
+        return self.error.code.removeprefix("upstream_")
+
+
+class CatalogUnavailable(RuntimeError):
+    """No model configs could be loaded (store unreachable at start, or nothing enabled)."""
+
+
+class TransactionFailed(Exception):
+    """The service refused the transaction; nothing in it was stored (transactions are atomic)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"table transaction failed: HTTP {status} {detail}".strip())
+        self.status = status
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class WeightsError(ValueError):
+    """The weights file does not match this version's feature set or format."""
+
+
+class DataError(ValueError):
+    """A routing-data file or option cannot be used; the message says which and why."""

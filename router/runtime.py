@@ -1,23 +1,44 @@
-"""Process-wide resources, built lazily on first use and closed on shutdown (nothing at import time)."""
+"""The composition root: process-wide resources, built lazily on first use and closed on shutdown.
+
+Nothing is built at import time, and the heavy SDKs (azure-identity, azure-data-tables, openai) are
+imported only when the first request builds the service, so ``import function_app`` stays cheap.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import uuid
 from typing import TYPE_CHECKING, Any
+
+from router.classifiers import get_scorer
+from router.costs.recorder import CostRecorder
+from router.costs.transactions import submit_upserts
+from router.credentials import create_credential
+from router.health import HEALTH_PARTITION, SharedHealth
+from router.models.catalog import ModelCatalog
+from router.models.config import ModelConfig
+from router.models.store import read_table
+from router.pipeline.service import RouterService
+from router.settings import Settings, load_settings
+from router.tables import create_service_client, ensure_table
+from router.upstream import create_upstream
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableClient, TableServiceClient
 
-    from router.service import RouterService
-    from router.settings import Settings
-
 log = logging.getLogger("router")
 
 
+def instance_id() -> str:
+    """This instance's name in shared health rows: App Service's instance id, else a random one."""
+    return os.environ.get("WEBSITE_INSTANCE_ID", "")[:16] or uuid.uuid4().hex[:12]
+
+
 class Runtime:
-    """Owns the credential, the Table clients, the OpenAI clients and the service built on them.
+    """Owns the credential, the Table clients, the upstream client and the service built on them.
 
     ``table_transport`` and ``openai_http_client_factory`` exist for tests and benchmarks that point the
     real SDKs at loopback servers (a custom CA, for instance)."""
@@ -36,28 +57,23 @@ class Runtime:
         self._table_transport = table_transport or {}
         self._openai_http_client_factory = openai_http_client_factory
         self._tables: TableServiceClient | None = None
+        self._table_clients: dict[str, TableClient] = {}
         self._service: RouterService | None = None
         self._lock = asyncio.Lock()
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from router.settings import load_settings
-
             self._settings = load_settings()
         return self._settings
 
     def credential(self) -> AsyncTokenCredential:
         if self._credential is None:
-            from router.credentials import create_credential
-
             self._credential = create_credential(self.settings.AZURE_CLIENT_ID)
         return self._credential
 
     def tables(self) -> TableServiceClient:
         if self._tables is None:
-            from router.tables import create_service_client
-
             s = self.settings
             cred = None if s.TABLES_CONNECTION_STRING else self.credential()
             # The app owns retries (cost-record writes, catalogue refresh): keep the SDK's short, so an
@@ -67,78 +83,73 @@ class Runtime:
         return self._tables
 
     async def table(self, name: str) -> TableClient:
-        from router.tables import ensure_table
-
         return await ensure_table(self.tables(), name)
+
+    async def _cached_table(self, name: str) -> TableClient:
+        # Created on first successful use, so a Table outage at start is retried, not cached.
+        if name not in self._table_clients:
+            self._table_clients[name] = await self.table(name)
+        return self._table_clients[name]
 
     async def service(self) -> RouterService:
         if self._service is None:
             async with self._lock:
                 if self._service is None:
-                    self._service = await self._build()
+                    self._service = self._build()
         return self._service
 
     @property
     def built_service(self) -> RouterService | None:
         return self._service
 
-    async def _build(self) -> RouterService:
+    # -- what the service reads and writes -------------------------------------------------------
+    async def _load_models(self) -> list[ModelConfig]:
+        return await read_table(await self._cached_table(self.settings.MODELS_TABLE))
+
+    async def _write_cost(self, entity: dict[str, Any]) -> object:
         from azure.data.tables import UpdateMode
 
-        from router.catalog import ModelCatalog
-        from router.classifiers import get_scorer
-        from router.cost_records import CostRecorder
-        from router.health import HEALTH_PARTITION, HealthBoard
-        from router.llm import OpenAIClients
-        from router.llm_aiohttp import AiohttpOpenAIClients
-        from router.model_store import read_table
-        from router.service import RouterService
-        from router.table_batch import submit_upserts
+        table = await self._cached_table(self.settings.COSTS_TABLE)
+        return await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
+    async def _write_costs(self, entities: list[dict[str, Any]]) -> None:
+        await submit_upserts(await self._cached_table(self.settings.COSTS_TABLE), entities)
+
+    async def _read_health(self) -> list[dict[str, Any]]:
+        health = await self._cached_table(self.settings.HEALTH_TABLE)
+        rows = health.query_entities("PartitionKey eq @pk", parameters={"pk": HEALTH_PARTITION})
+        return [dict(e) async for e in rows]
+
+    async def _write_health(self, entity: dict[str, Any]) -> object:
+        from azure.data.tables import UpdateMode
+
+        table = await self._cached_table(self.settings.HEALTH_TABLE)
+        return await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def _build(self) -> RouterService:
         s = self.settings
-        tables: dict[str, TableClient] = {}
-
-        async def table(name: str) -> TableClient:
-            # Created on first successful use, so a Table outage at start is retried, not cached.
-            if name not in tables:
-                tables[name] = await self.table(name)
-            return tables[name]
-
-        async def load_models() -> list[Any]:
-            return await read_table(await table(s.MODELS_TABLE))
-
-        async def write_cost(entity: dict[str, Any]) -> object:
-            return await (await table(s.COSTS_TABLE)).upsert_entity(entity, mode=UpdateMode.REPLACE)
-
-        async def write_costs(entities: list[dict[str, Any]]) -> None:
-            await submit_upserts(await table(s.COSTS_TABLE), entities)
-
-        async def read_health() -> list[dict[str, Any]]:
-            health = await table(s.HEALTH_TABLE)
-            rows = health.query_entities("PartitionKey eq @pk", parameters={"pk": HEALTH_PARTITION})
-            return [dict(e) async for e in rows]
-
-        async def write_health(entity: dict[str, Any]) -> object:
-            return await (await table(s.HEALTH_TABLE)).upsert_entity(entity, mode=UpdateMode.REPLACE)
-
+        background = s.COST_WRITE_MODE == "background"
         return RouterService(
             settings=s,
-            catalog=ModelCatalog(load_models, s.MODELS_TTL_SECONDS),
+            catalog=ModelCatalog(self._load_models, s.MODELS_TTL_SECONDS),
             scorer=get_scorer(s.CLASSIFIER),
-            clients=(AiohttpOpenAIClients if s.UPSTREAM_CLIENT == "aiohttp" else OpenAIClients)(
+            clients=create_upstream(
+                s.UPSTREAM_CLIENT,
                 self.credential,
                 s.AZURE_OPENAI_API_VERSION,
                 s.REQUEST_TIMEOUT_S,
                 self._openai_http_client_factory,
             ),
             recorder=CostRecorder(
-                write_cost,
+                self._write_cost,
                 max_pending=s.COST_BUFFER_MAX,
-                background=s.COST_WRITE_MODE == "background",
-                batch_writer=write_costs if s.COST_WRITE_MODE == "background" else None,
+                background=background,
+                batch_writer=self._write_costs if background else None,
                 linger_s=s.COST_BATCH_LINGER_MS / 1000,
             ),
-            health=HealthBoard.from_settings(s, reader=read_health, writer=write_health),
+            health=SharedHealth.from_settings(
+                s, instance_id=instance_id(), reader=self._read_health, writer=self._write_health
+            ),
         )
 
     async def close(self) -> None:
@@ -147,6 +158,7 @@ class Runtime:
             await service.recorder.drain()
             await service.health.wait_idle()
             await service.clients.close()
+        self._table_clients.clear()
         if self._tables is not None:
             await self._tables.close()
             self._tables = None

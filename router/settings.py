@@ -12,11 +12,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from router.errors import SettingsError
+
 _TABLE_NAME = r"^[A-Za-z][A-Za-z0-9]{2,62}$"
-
-
-class SettingsError(ValueError):
-    """A setting is missing or invalid; the message names the environment variable."""
 
 
 class Settings(BaseModel):

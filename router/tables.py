@@ -6,8 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import ResourceExistsError
-
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableClient, TableServiceClient
@@ -31,6 +29,8 @@ def create_service_client(
 
 async def ensure_table(service: TableServiceClient, name: str) -> TableClient:
     """The table client, creating the table on first use (idempotent across instances)."""
+    from azure.core.exceptions import ResourceExistsError  # azure-core loads with the first table call
+
     with suppress(ResourceExistsError):
         await service.create_table(name)
     return service.get_table_client(name)

@@ -15,12 +15,12 @@ import httpx2
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from router.api import create_app
-from router.local.azurite import Azurite
-from router.model_config import ModelConfig
+from router.api.app import create_app
+from router.dev.azurite import Azurite
+from router.dev.simulator import Simulator
+from router.models.config import ModelConfig
 from router.runtime import Runtime
 from router.settings import Settings
-from router.simulator import Simulator
 from tests.support import IdentityEndpoint, ThreadServer
 
 # CI explores the same examples every run (a red build is then reproducible); locally they vary.
@@ -136,7 +136,7 @@ class Harness:
         return [dict(e) async for e in table.list_entities()]
 
     async def set_models(self, models: list[ModelConfig]) -> None:
-        from router.model_store import upsert_table
+        from router.models.store import upsert_table
 
         await upsert_table(await self.runtime.table(self.settings.MODELS_TABLE), models)
 

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from router.local.azurite import free_port
+from router.dev.azurite import free_port
 
 
 class ThreadServer:

@@ -7,10 +7,10 @@ import asyncio
 import httpx2
 import pytest
 
-from router.api import create_app
-from router.local.azurite import Azurite
+from router.api.app import create_app
+from router.dev.azurite import Azurite
+from router.dev.simulator import Reply
 from router.runtime import Runtime
-from router.simulator import Reply
 from tests.conftest import MODELS, Harness
 
 
@@ -167,7 +167,7 @@ async def test_invalid_entities_are_skipped_not_fatal(harness: Harness, caplog):
 
 async def test_table_store_unreachable_at_start_is_503_not_a_crash(settings_factory):
     dead = Azurite()  # never started: nothing listens on its port
-    from router.local.azurite import free_port
+    from router.dev.azurite import free_port
 
     dead.port = free_port()
     runtime = Runtime(settings_factory(TABLES_CONNECTION_STRING=dead.connection_string))

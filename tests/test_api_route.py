@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from router.classifiers.seed import seed_complexity
-from router.simulator import Reply
+from router.dev.simulator import Reply
 from tests.conftest import CLIENT_ID, MODELS, UPSTREAM_CLIENTS, Harness
 
 

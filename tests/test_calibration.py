@@ -15,8 +15,8 @@ import pytest
 
 from router.evaluation.calibration import Tier, calibrate, threshold_for_cut
 from router.evaluation.cli import add_commands
-from router.model_config import ModelConfig
-from router.routing import Constraints, choose
+from router.models.config import ModelConfig
+from router.pipeline.route import Constraints, choose
 
 
 def run_cli(argv: list[str]) -> int:
@@ -68,7 +68,7 @@ def test_unreachable_target_falls_back_to_the_priciest_tier() -> None:
 
 
 def routed(models: list[ModelConfig], scores: list[float], tiers: list[Tier]) -> tuple[float, float]:
-    """Quality and cost when the real router (router.routing.choose) routes every query."""
+    """Quality and cost when the real router (router.pipeline.route.choose) routes every query."""
     index = {t.name: t for t in tiers}
     quality = cost = 0.0
     for i, s in enumerate(scores):
@@ -202,7 +202,7 @@ def test_calibrate_maps_unknown_names_and_reports_unmapped(
 def test_calibrate_apply_writes_the_models_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], azurite: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from router import model_store
+    from router.models import store as model_store
     from router.settings import load_settings
 
     table = "calib" + uuid.uuid4().hex[:10]

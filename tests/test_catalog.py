@@ -6,9 +6,9 @@ import asyncio
 
 import httpx2
 
-from router.api import create_app
-from router.catalog import CatalogUnavailable, ModelCatalog
-from router.local.azurite import Azurite
+from router.api.app import create_app
+from router.dev.azurite import Azurite
+from router.models.catalog import CatalogUnavailable, ModelCatalog
 from router.runtime import Runtime
 from tests.conftest import MODELS, Harness
 
@@ -106,7 +106,7 @@ async def test_table_outage_after_load_keeps_serving_the_catalogue(settings_fact
     runtime = Runtime(settings)
     client = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=create_app(runtime)), base_url="http://t")
     try:
-        from router.model_store import upsert_table
+        from router.models.store import upsert_table
 
         await upsert_table(await runtime.table(settings.MODELS_TABLE), MODELS)
         assert (await client.post("/api/decide", json={"query": "hi"})).json()["model"] == "small"

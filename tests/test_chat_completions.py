@@ -11,9 +11,9 @@ import httpx2
 import openai
 import pytest
 
-from router.api import create_app
+from router.api.app import create_app
+from router.dev.simulator import Reply
 from router.runtime import Runtime
-from router.simulator import Reply
 from tests.conftest import MODELS, UPSTREAM_CLIENTS, Harness
 from tests.support import ThreadServer
 

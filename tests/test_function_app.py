@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import azure.functions as func
 import pytest
 
-from router.simulator import Reply
+from router.dev.simulator import Reply
 from tests.conftest import MODELS, unique
 
 
@@ -69,7 +69,7 @@ def _context() -> SimpleNamespace:
 async def test_route_through_the_function_in_process(function_app_module, simulator):
     fastapi_app = function_app_module.app.middleware._app
     runtime = fastapi_app.state.runtime
-    from router.model_store import upsert_table
+    from router.models.store import upsert_table
 
     await upsert_table(await runtime.table(runtime.settings.MODELS_TABLE), MODELS)
     simulator.script("dep-small", Reply(content="42", prompt_tokens=1000, completion_tokens=1000))

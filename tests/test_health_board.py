@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from router.health import HealthBoard, retry_after_seconds
+from router.health import HealthBoard
+from router.upstream.errors import retry_after_seconds
 
 
 def board(now: list[float]) -> HealthBoard:

@@ -15,11 +15,11 @@ from pydantic import ValidationError
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from router.api import create_app
+from router.api.app import create_app
 from router.api.schemas import RouteRequest
-from router.judge import judge_messages, parse_score
-from router.model_config import ModelConfig
-from router.routing import Constraints, choose
+from router.models.config import ModelConfig
+from router.pipeline.judge import judge_messages, parse_score
+from router.pipeline.route import Constraints, choose
 from router.runtime import Runtime
 from tests.conftest import MODELS
 from tests.support import ThreadServer
@@ -30,7 +30,7 @@ def live_app(azurite, simulator_server, managed_identity_env):
     """The app on a real loopback port (uvicorn in a thread), with its own tables."""
     import asyncio
 
-    from router.model_store import upsert_models
+    from router.models.store import upsert_models
     from router.settings import Settings
     from tests.conftest import CLIENT_ID, unique
 

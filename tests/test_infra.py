@@ -1431,7 +1431,7 @@ def test_catalogue_from_the_deployments_lines_up_with_prices_and_loads(infra: In
             "context_window",
         ):
             assert math.isclose(entry[key], expected[key], rel_tol=1e-9), (entry["name"], key)
-    from router.model_config import ModelConfig
+    from router.models.config import ModelConfig
 
     for entry in built["models"]:
         ModelConfig(**entry)  # the router accepts every generated entry

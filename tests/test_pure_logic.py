@@ -8,10 +8,10 @@ import pytest
 
 from router.classifiers import get_scorer, names
 from router.classifiers.seed import seed_complexity
-from router.judge import ScoreCache, judge_messages, parse_score
-from router.model_config import ModelConfig, parse_entities
-from router.pricing import call_cost
-from router.routing import Constraints, choose, most_capable
+from router.models.config import ModelConfig, parse_entities
+from router.pipeline.judge import ScoreCache, judge_messages, parse_score
+from router.pipeline.pricing import call_cost
+from router.pipeline.route import Constraints, choose, most_capable
 from router.settings import SettingsError, load_settings, required_settings
 from tests.conftest import MODELS
 
@@ -203,7 +203,7 @@ def test_local_settings_sample_lists_every_setting():
 def test_sample_catalogue_is_valid_and_blended_prices_add_up():
     from pathlib import Path
 
-    from router.model_config import load_file
+    from router.models.config import load_file
 
     models = load_file(Path(__file__).parents[1] / "models.sample.json")
     assert len(models) >= 3
@@ -213,7 +213,7 @@ def test_sample_catalogue_is_valid_and_blended_prices_add_up():
 
 
 def test_fallback_chain_order():
-    from router.routing import fallback_chain
+    from router.pipeline.route import fallback_chain
 
     none = Constraints()
     d = choose(MODELS, 0.5, none)  # medium, then large; then small as a degraded last resort

@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from router.api import create_app
-from router.local.azurite import Azurite, free_port
-from router.model_store import upsert_table
+from router.api.app import create_app
+from router.dev.azurite import Azurite, free_port
+from router.dev.simulator import Reply
+from router.models.store import upsert_table
 from router.runtime import Runtime
 from router.settings import load_settings
-from router.simulator import Reply
 from tests.conftest import CLIENT_ID, MODELS, UPSTREAM_CLIENTS, Harness, unique
 from tests.support import ResettingServer
 

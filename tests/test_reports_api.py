@@ -26,8 +26,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from router.api import create_app
-from router.cost_records import CostRecord
+from router.api.app import create_app
+from router.costs.records import CostRecord
 from router.runtime import Runtime
 from tests.conftest import Harness, unique
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from router.api import create_app
-from router.cost_records import CostRecord
+from router.api.app import create_app
+from router.costs.records import CostRecord
 from router.runtime import Runtime
 from tests.conftest import unique
 from tests.support import ThreadServer

@@ -12,9 +12,9 @@ import pytest
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
-from router.cost_records import CostRecord
-from router.local.azurite import Azurite
-from router.table_batch import TransactionFailed, check_reply, entity_json, submit_upserts
+from router.costs.records import CostRecord
+from router.costs.transactions import TransactionFailed, check_reply, entity_json, submit_upserts
+from router.dev.azurite import Azurite
 from tests.conftest import unique
 
 

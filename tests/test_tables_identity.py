@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from router.api import create_app
-from router.local.azurite import Azurite
-from router.model_store import upsert_table
+from router.api.app import create_app
+from router.dev.azurite import Azurite
+from router.dev.simulator import Reply
+from router.models.store import upsert_table
 from router.runtime import Runtime
-from router.simulator import Reply
 from tests.conftest import CLIENT_ID, MODELS
 
 STORAGE_RESOURCE = "https://storage.azure.com"
@@ -92,7 +92,7 @@ async def test_cost_record_transactions_authenticate_with_the_managed_identity(
     oauth_azurite, settings_factory, identity
 ):
     """The batch writer sends through the Table client's own pipeline, so the bearer token applies."""
-    from router.table_batch import submit_upserts
+    from router.costs.transactions import submit_upserts
 
     server, cert = oauth_azurite
     settings = settings_factory(TABLES_CONNECTION_STRING=None, TABLES_ENDPOINT=server.endpoint)

@@ -15,11 +15,11 @@ import openai
 import pytest
 
 from router.credentials import create_credential
-from router.llm import OpenAIClients
-from router.llm_aiohttp import AiohttpOpenAIClients
-from router.local.azurite import free_port
-from router.service import error_kind
-from router.simulator import Reply, Simulator
+from router.dev.azurite import free_port
+from router.dev.simulator import Reply, Simulator
+from router.upstream.aiohttp_client import AiohttpOpenAIClients
+from router.upstream.errors import error_kind
+from router.upstream.sdk import OpenAIClients
 from tests.conftest import CLIENT_ID
 from tests.support import ResettingServer, ThreadServer
 

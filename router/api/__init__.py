@@ -1,5 +1,2 @@
-"""The HTTP surface (FastAPI), shared by the Functions host and the local uvicorn server."""
-
-from router.api.app import create_app
-
-__all__ = ["create_app"]
+"""The HTTP surface (FastAPI), shared by the Functions host and the local uvicorn server; the app is
+built by ``router.api.app.create_app``."""

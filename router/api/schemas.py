@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from router.routing import Constraints
+from router.pipeline.route import Constraints
 
 _Positive = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False, strict=True)]
 _NonNegative = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False, strict=True)]

@@ -16,13 +16,10 @@ from typing import Any
 
 from router.classifiers.base import Scorer
 from router.classifiers.textstats import FEATURES, features
+from router.errors import WeightsError
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "data" / "learned.json"
 FORMAT = 1
-
-
-class WeightsError(ValueError):
-    """The weights file does not match this version's feature set or format."""
 
 
 def check_weights(raw: Mapping[str, Any]) -> None:

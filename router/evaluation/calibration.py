@@ -1,7 +1,7 @@
 """Threshold search: the ``max_complexity`` of each catalogue model that meets a quality target at
 the lowest cost on logged data. Pure: scores, qualities and costs in, thresholds out.
 
-Routing (``router.routing.choose``) sends a query of complexity c to the cheapest enabled model
+Routing (``router.pipeline.route.choose``) sends a query of complexity c to the cheapest enabled model
 whose ``max_complexity >= c``. With the models sorted by price and thresholds non-decreasing,
 model i therefore takes the queries with t(i-1) < c <= t(i) and the priciest takes the rest, so a
 choice of thresholds is a choice of cut points in the queries sorted by score. The search is

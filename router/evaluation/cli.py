@@ -11,15 +11,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from router.errors import DataError, SettingsError
 from router.evaluation.data import (
     DEFAULT_STRONG,
     DEFAULT_WEAK,
     PROMPT_FIELDS,
-    DataError,
     fingerprint,
     load_jsonl,
 )
-from router.model_config import ModelConfig, load_file
+from router.models.config import ModelConfig, load_file
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -223,7 +223,7 @@ def render_folds(folds: Sequence[Any]) -> str:
 
 def _configured_classifier() -> str:
     """The ``CLASSIFIER`` setting, read the way the app reads it (its default if settings are incomplete)."""
-    from router.settings import Settings, SettingsError, load_settings
+    from router.settings import Settings, load_settings
 
     try:
         return load_settings().CLASSIFIER
@@ -235,7 +235,7 @@ def _configured_classifier() -> str:
 def _catalogue(args: argparse.Namespace) -> list[ModelConfig]:
     if args.models:
         return load_file(args.models)
-    from router import model_store
+    from router.models import store as model_store
     from router.settings import load_settings
 
     models: list[ModelConfig] = asyncio.run(model_store.read_models(load_settings()))
@@ -243,7 +243,7 @@ def _catalogue(args: argparse.Namespace) -> list[ModelConfig]:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from router.evaluation import catalogue
+    from router.evaluation import model_matching as catalogue
     from router.evaluation.calibration import calibrate
     from router.evaluation.data import models_in
     from router.evaluation.report import make_scorer
@@ -300,7 +300,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                 "not applied: enabled models without data would still take traffic: "
                 f"{', '.join(matching.unmapped)} (map them with --map NAME=DATA_MODEL or disable them)"
             )
-        from router import model_store
+        from router.models import store as model_store
         from router.settings import load_settings
 
         try:

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from router.errors import DataError
+
 DEFAULT_STRONG = "gpt-4-1106-preview"
 DEFAULT_WEAK = "mistralai/mixtral-8x7b-chat"
 PROMPT_FIELDS = ("question", "prompt")
-
-
-class DataError(ValueError):
-    """The file is not in the routing-data format; the message names the file and line."""
 
 
 @dataclass(frozen=True, slots=True)

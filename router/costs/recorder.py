@@ -1,75 +1,27 @@
-"""Per-call cost records and their durable write to Table Storage.
+"""The durable write of cost records to Table Storage, off the response path.
 
-One record per call that reached a model (ok or failed). The RowKey is fixed when the record is made,
-so every retry of the write is an idempotent upsert of the same entity: no loss, no duplicates.
+Every retry is an idempotent upsert of the same entity (the record's RowKey is fixed when it is made):
+no loss, no duplicates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from router.costs.records import CostRecord, record_line
+from router.costs.transactions import MAX_BATCH
 
 log = logging.getLogger("router.costs")
 
 
-class CostRecord(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    request_id: str
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    record_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
-    api: str = "route"  # which endpoint made the call: "route" or "chat"
-    model: str
-    deployment: str
-    complexity: float
-    classifier: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    classifier_model: str | None = None
-    classifier_prompt_tokens: int = 0
-    classifier_completion_tokens: int = 0
-    classifier_cost_usd: float = 0.0
-    baseline_model: str
-    baseline_cost_usd: float
-    latency_ms: float
-    status: str = "ok"
-    error_code: str | None = None
-    fallbacks: int = 0
-    attempts: str | None = None  # JSON list of failed attempts: [{"model", "error_code"}]
-
-    @property
-    def partition_key(self) -> str:
-        return self.timestamp.astimezone(UTC).strftime("%Y-%m-%d")
-
-    @property
-    def row_key(self) -> str:
-        # Time-ordered within the day partition; the record id makes it unique per call.
-        return f"{int(self.timestamp.timestamp() * 1000):013d}-{self.record_id}"
-
-    def to_entity(self) -> dict[str, Any]:
-        entity: dict[str, Any] = {"PartitionKey": self.partition_key, "RowKey": self.row_key}
-        for key, value in self.model_dump(exclude={"record_id"}).items():
-            if value is not None:
-                entity[key] = value
-        return entity
-
-
 Writer = Callable[[dict[str, Any]], Awaitable[object]]
 BatchWriter = Callable[[list[dict[str, Any]]], Awaitable[object]]
-
-# An entity-group transaction holds at most 100 entities, all in one partition (one UTC day here).
-MAX_BATCH = 100
 
 # Backoff between write attempts before a record is parked in the buffer.
 RETRY_DELAYS_S = (0.05, 0.25, 1.0)
@@ -237,7 +189,3 @@ class CostRecorder:
             self._buffer.popleft()  # already logged in full when it was parked
             self.dropped += 1
         self._buffer.append(rec)
-
-
-def record_line(rec: CostRecord) -> str:
-    return json.dumps({"cost_record": rec.to_entity()}, default=str, separators=(",", ":"))

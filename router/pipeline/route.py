@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from router.model_config import ModelConfig
+from router.models.config import ModelConfig, cheapest_first, most_capable_first
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class Decision:
 
 def most_capable(models: Sequence[ModelConfig]) -> ModelConfig:
     """Highest ``max_complexity``; ties go to the cheaper, then to the name, so the choice is stable."""
-    return min(models, key=lambda m: (-m.max_complexity, m.cost_per_1k_tokens, m.name))
+    return min(models, key=most_capable_first)
 
 
 def choose(models: Sequence[ModelConfig], complexity: float, constraints: Constraints) -> Decision:
@@ -41,7 +41,7 @@ def choose(models: Sequence[ModelConfig], complexity: float, constraints: Constr
             and m.avg_latency_ms <= constraints.max_latency_ms
             and m.cost_per_1k_tokens <= constraints.max_cost_per_1k
         ),
-        key=lambda m: (m.cost_per_1k_tokens, m.name),
+        key=cheapest_first,
     )
     if candidates:
         chosen = candidates[0]
@@ -74,8 +74,8 @@ def fallback_chain(
     """
     enabled = [m for m in models if m.enabled]
     chain = [decision.model, *(m for m in decision.candidates if m is not decision.model)]
-    by_cost = sorted(enabled, key=lambda m: (m.cost_per_1k_tokens, m.name))
-    by_capability = sorted(enabled, key=lambda m: (-m.max_complexity, m.cost_per_1k_tokens, m.name))
+    by_cost = sorted(enabled, key=cheapest_first)
+    by_capability = sorted(enabled, key=most_capable_first)
     tiers = []
     if allow_outside_constraints:
         tiers.append([m for m in by_cost if m.max_complexity >= complexity])
@@ -108,7 +108,7 @@ def larger_context(
             and (m.context_window or 0) > window
             and (allow_outside_constraints or _within(m, constraints))
         ),
-        key=lambda m: (m.cost_per_1k_tokens, m.name),
+        key=cheapest_first,
     )
 
 

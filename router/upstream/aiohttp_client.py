@@ -11,13 +11,12 @@ two apart (tests/test_upstream_clients.py runs both against the same faults):
   expires (the margin azure-core's bearer policy uses), and if a refresh fails while the old token is
   still valid the old one is used;
 - the URL (``/openai/deployments/{deployment}/chat/completions?api-version=…``) and the JSON body;
-- the errors: an HTTP error status becomes the SDK's own exception class, built by the SDK's own
-  ``_make_status_error_from_response`` (so ``body``, ``status_code`` and the ``Retry-After`` header are
-  the SDK's), a timeout ``openai.APITimeoutError``, a refused or reset connection
-  ``openai.APIConnectionError``.
+- the errors: an HTTP error status becomes the SDK's public exception class for that status, with the
+  SDK's own message, ``body`` (the ``error`` object) and response (so ``Retry-After`` reads the same);
+  a timeout is ``openai.APITimeoutError``, a refused or reset connection ``openai.APIConnectionError``.
 
-Streaming calls still go through the SDK (``OpenAIClients.stream``): the first token dominates a
-stream's latency, and the SDK's SSE parsing is worth keeping there.
+Streaming calls are delegated to an ``OpenAIClients`` it owns (composition, not inheritance): the first
+token dominates a stream's latency, and the SDK's SSE parsing is worth keeping there.
 """
 
 from __future__ import annotations
@@ -29,21 +28,34 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from router.llm import OpenAIClients
+from router.credentials import OPENAI_SCOPE
+from router.upstream.protocol import Completion, completion_from
+from router.upstream.sdk import OpenAIClients
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import aiohttp
     from azure.core.credentials import AccessToken
+    from azure.core.credentials_async import AsyncTokenCredential
 
 USER_AGENT = "azure-model-router (aiohttp)"
 REFRESH_MARGIN_S = 300.0
 
 
-class AiohttpOpenAIClients(OpenAIClients):
-    """``OpenAIClients`` whose non-streaming ``post_json`` skips the SDK's request building."""
+class AiohttpOpenAIClients:
+    """An ``UpstreamClient`` whose non-streaming calls skip the SDK's request building."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # as OpenAIClients (streaming uses it)
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        credential_factory: Callable[[], AsyncTokenCredential],
+        api_version: str,
+        timeout_s: float,
+        http_client_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self._credential_factory = credential_factory
+        self._api_version = api_version
+        self._sdk = OpenAIClients(credential_factory, api_version, timeout_s, http_client_factory)
         self._session: aiohttp.ClientSession | None = None
         self._token: AccessToken | None = None
         self._token_lock = asyncio.Lock()
@@ -75,8 +87,6 @@ class AiohttpOpenAIClients(OpenAIClients):
         async with self._token_lock:  # one refresh at a time; the others wait and reuse it
             token = self._token
             if token is None or token.expires_on - time.time() <= REFRESH_MARGIN_S:
-                from router.credentials import OPENAI_SCOPE
-
                 try:
                     token = self._token = await self._credential_factory().get_token(OPENAI_SCOPE)
                 except Exception:
@@ -92,6 +102,16 @@ class AiohttpOpenAIClients(OpenAIClients):
                 f"/chat/completions?api-version={quote(self._api_version, safe='')}"
             )
         return url
+
+    async def chat(
+        self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, **params: Any
+    ) -> Completion:
+        return completion_from(
+            await self.post_json(endpoint, deployment, {"messages": messages, **params}, timeout_s)
+        )
+
+    async def stream(self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float) -> Any:
+        return await self._sdk.stream(endpoint, deployment, body, timeout_s)
 
     async def post_json(
         self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float
@@ -118,7 +138,7 @@ class AiohttpOpenAIClients(OpenAIClients):
                 content = await response.read()
                 status = response.status
                 if status >= 300:
-                    raise self._status_error(endpoint, url, status, list(response.headers.items()), content)
+                    raise _status_error(url, status, list(response.headers.items()), content)
         except TimeoutError as exc:
             import openai
 
@@ -134,22 +154,45 @@ class AiohttpOpenAIClients(OpenAIClients):
             raise ValueError("upstream answered with a non-object JSON body")
         return data
 
-    def _status_error(
-        self, endpoint: str, url: str, status: int, headers: list[tuple[str, str]], content: bytes
-    ) -> Exception:
-        """The exception the SDK itself raises for this response (error path only, so its cost is fine)."""
-        import httpx2
-
-        response = httpx2.Response(status, headers=headers, content=content, request=_request(url))
-        return self.get(endpoint)._make_status_error_from_response(response)
-
     async def close(self) -> None:
         session, self._session, self._token = self._session, None, None
         if session is not None:
             await session.close()
             # Let aiohttp's connection transports finish closing before the loop goes away.
             await asyncio.sleep(0)
-        await super().close()
+        await self._sdk.close()
+
+
+def _status_error(url: str, status: int, headers: list[tuple[str, str]], content: bytes) -> Exception:
+    """The exception the SDK raises for this response, built from its public classes the way the SDK's
+    ``AsyncAzureOpenAI`` does (error path only, so its cost is fine)."""
+    import httpx2
+    import openai
+
+    response = httpx2.Response(status, headers=headers, content=content, request=_request(url))
+    message = f"Error code: {status}"
+    body: Any = content.decode("utf-8", "replace").strip() or None
+    try:
+        body = json.loads(content)
+    except ValueError:
+        pass
+    else:
+        error = body.get("error", body) if isinstance(body, dict) else None
+        detail = error.get("message") if isinstance(error, dict) else None
+        if isinstance(detail, str) and detail:
+            message += f" - {detail}"
+    data = body.get("error", body) if isinstance(body, dict) else body
+    by_status: dict[int, type[openai.APIStatusError]] = {
+        400: openai.BadRequestError,
+        401: openai.AuthenticationError,
+        403: openai.PermissionDeniedError,
+        404: openai.NotFoundError,
+        409: openai.ConflictError,
+        422: openai.UnprocessableEntityError,
+        429: openai.RateLimitError,
+    }
+    default = openai.InternalServerError if status >= 500 else openai.APIStatusError
+    return by_status.get(status, default)(message, response=response, body=data)
 
 
 def _request(url: str) -> Any:

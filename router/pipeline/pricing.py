@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router.model_config import ModelConfig
+from router.models.config import ModelConfig
 
 # Sub-micro-dollar precision: rounding here keeps stored records and sums free of float noise.
 _DIGITS = 10

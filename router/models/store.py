@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from router.model_config import MODELS_PARTITION, ModelConfig, parse_entities
+from router.models.config import MODELS_PARTITION, ModelConfig, parse_entities
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from router.errors import DataError
 from router.evaluation.calibration import Tier
-from router.evaluation.data import DataError, Record, resolve_model
-from router.model_config import ModelConfig
-from router.routing import most_capable
+from router.evaluation.data import Record, resolve_model
+from router.models.config import ModelConfig, cheapest_first
+from router.pipeline.route import most_capable
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ def match(
             except DataError:
                 pass
     if len(mapping) < 2 and len(enabled) >= 2:
-        cheapest = min(enabled, key=lambda m: (m.cost_per_1k_tokens, m.name))
+        cheapest = min(enabled, key=cheapest_first)
         top = most_capable(enabled)
         if cheapest.name != top.name:
             for m, data_model in ((cheapest, weak), (top, strong)):
@@ -78,7 +79,7 @@ def tiers(
 ) -> list[Tier]:
     """One tier per mapped model, cheapest first. With catalogue costs, a query's cost on a model
     is its price times the query's size, taken from the priciest tier's measured cost on it."""
-    chosen = sorted((m for m in models if m.name in mapping), key=lambda m: (m.cost_per_1k_tokens, m.name))
+    chosen = sorted((m for m in models if m.name in mapping), key=cheapest_first)
     out = []
     size_model = mapping[chosen[-1].name] if chosen else ""
     for m in chosen:

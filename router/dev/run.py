@@ -13,14 +13,22 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from router.local.azurite import REPO_ROOT, Azurite
+import uvicorn
+
+from router.api.app import create_app
+from router.dev.azurite import REPO_ROOT, Azurite
+from router.dev.credential import SimulatorCredential
+from router.dev.simulator import Simulator
+from router.logs import configure_logging
+from router.models.config import load_file
+from router.models.store import read_models, upsert_models
+from router.runtime import Runtime
+from router.settings import load_settings
 
 SAMPLE_MODELS = REPO_ROOT / "models.sample.json"
 
 
 def run(host: str, port: int) -> int:
-    from router.cli import configure_logging
-
     configure_logging()
     # uvicorn re-raises SIGTERM after shutting down; make that unwind through ``finally`` so the Azurite
     # child is stopped too instead of being orphaned.
@@ -46,26 +54,15 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 async def _serve(host: str, port: int) -> int:
-    import uvicorn
-
-    from router.api import create_app
-    from router.model_config import load_file
-    from router.model_store import read_models, upsert_models
-    from router.runtime import Runtime
-    from router.settings import load_settings
-
     servers: list[uvicorn.Server] = []
     runtime_kwargs: dict[str, Any] = {}
     simulated = not os.environ.get("AZURE_OPENAI_ENDPOINT")
     if simulated:
-        from router.local.credential import SimulatorCredential
-        from router.simulator import Simulator
-
         sim_port = int(os.environ.get("SIMULATOR_PORT", str(port + 1)))
         sim = Simulator()
         sim.keep_seen = False
         os.environ["AZURE_OPENAI_ENDPOINT"] = f"http://127.0.0.1:{sim_port}"
-        servers.append(_server(uvicorn, sim.app, host, sim_port))
+        servers.append(_server(sim.app, host, sim_port))
         runtime_kwargs["credential"] = SimulatorCredential()
 
     settings = load_settings()
@@ -73,7 +70,7 @@ async def _serve(host: str, port: int) -> int:
         await upsert_models(settings, load_file(SAMPLE_MODELS))
         print(f"Seeded the models table from {Path(SAMPLE_MODELS).name}")
     app = create_app(Runtime(settings, **runtime_kwargs))
-    servers.append(_server(uvicorn, app, host, port))
+    servers.append(_server(app, host, port))
 
     if simulated:
         print("\n" + "!" * 78)
@@ -87,5 +84,5 @@ async def _serve(host: str, port: int) -> int:
     return 0
 
 
-def _server(uvicorn: Any, app: Any, host: str, port: int) -> Any:
+def _server(app: Any, host: str, port: int) -> uvicorn.Server:
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))

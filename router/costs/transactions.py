@@ -24,21 +24,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from router.cost_records import MAX_BATCH
+from router.errors import TransactionFailed
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
+# An entity-group transaction holds at most 100 entities, all in one partition (one UTC day here).
+MAX_BATCH = 100
+
 _STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3})([^\r\n]*)", re.MULTILINE)
 _INT32 = 2**31
-
-
-class TransactionFailed(Exception):
-    """The service refused the transaction; nothing in it was stored (transactions are atomic)."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"table transaction failed: HTTP {status} {detail}".strip())
-        self.status = status
 
 
 def entity_json(entity: dict[str, Any]) -> str:

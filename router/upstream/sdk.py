@@ -1,23 +1,17 @@
-"""Azure OpenAI access: one ``AsyncAzureOpenAI`` per endpoint for the life of the process."""
+"""``UPSTREAM_CLIENT=openai``: one ``AsyncAzureOpenAI`` per endpoint for the life of the process."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from router.credentials import OPENAI_SCOPE
+from router.upstream.protocol import Completion, completion_from
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from openai import AsyncAzureOpenAI
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    raw: Any = None
 
 
 class OpenAIClients:
@@ -50,8 +44,6 @@ class OpenAIClients:
         from azure.identity.aio import get_bearer_token_provider
         from openai import AsyncAzureOpenAI
 
-        from router.credentials import OPENAI_SCOPE
-
         kwargs: dict[str, Any] = {}
         if self._http_client_factory is not None:
             kwargs["http_client"] = self._http_client_factory()
@@ -67,16 +59,8 @@ class OpenAIClients:
     async def chat(
         self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, **params: Any
     ) -> Completion:
-        data = await self.post_json(endpoint, deployment, {"messages": messages, **params}, timeout_s)
-        choices = data.get("choices") or []
-        message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
-        text = message.get("content") if isinstance(message, dict) else None
-        usage = data.get("usage") or {}
-        return Completion(
-            text=text if isinstance(text, str) else "",
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            raw=data,
+        return completion_from(
+            await self.post_json(endpoint, deployment, {"messages": messages, **params}, timeout_s)
         )
 
     async def post_json(

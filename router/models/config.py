@@ -68,6 +68,16 @@ class ModelConfig(BaseModel):
         return cls(name=str(entity.get("RowKey", "")), **data)
 
 
+def cheapest_first(model: ModelConfig) -> tuple[float, str]:
+    """The one price order (sort key): routing price, then name, so ties are stable everywhere."""
+    return (model.cost_per_1k_tokens, model.name)
+
+
+def most_capable_first(model: ModelConfig) -> tuple[float, float, str]:
+    """Highest ``max_complexity`` first; ties go to the cheaper, then to the name."""
+    return (-model.max_complexity, model.cost_per_1k_tokens, model.name)
+
+
 def parse_entities(entities: Iterable[Mapping[str, Any]], warn: Any) -> list[ModelConfig]:
     """Valid configs from raw entities; an invalid one is skipped with a warning naming it."""
     models = []

@@ -11,13 +11,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from router.model_config import ModelConfig
+from router.errors import CatalogUnavailable
+from router.models.config import ModelConfig, cheapest_first
 
-log = logging.getLogger("router.catalog")
-
-
-class CatalogUnavailable(RuntimeError):
-    """No model configs could be loaded (store unreachable at start, or nothing enabled)."""
+log = logging.getLogger("router.models.catalog")
 
 
 class ModelCatalog:
@@ -83,6 +80,6 @@ class ModelCatalog:
     def _set(self, models: list[ModelConfig]) -> None:
         if not models:
             raise CatalogUnavailable("the models table has no valid model configs")
-        self._models = tuple(sorted(models, key=lambda m: (m.cost_per_1k_tokens, m.name)))
+        self._models = tuple(sorted(models, key=cheapest_first))
         self._loaded_at = self._clock()
         self.last_error = None

@@ -1,0 +1,116 @@
+"""``/api/route``, ``/api/decide``, ``/api/models``, ``/api/health``: the router's own API.
+
+Thin handlers: validate at the edge, run the pipeline, shape the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from router.api.body import json_body, parse_body
+from router.api.handlers import request_id
+from router.api.schemas import (
+    DecideResponse,
+    ErrorResponse,
+    FallbackOut,
+    HealthResponse,
+    ModelOut,
+    ModelsResponse,
+    RouteRequest,
+    RouteResponse,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from router.pipeline.service import RouteResult
+    from router.runtime import Runtime
+
+log = logging.getLogger("router.api")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 404, 405, 413, 502, 503, 504)
+}
+
+
+def route_response(result: RouteResult, rid: str) -> RouteResponse:
+    c = result.classification
+    return RouteResponse(
+        response=result.text,
+        model_used=result.model.name,
+        estimated_cost=result.cost_usd,
+        complexity=c.complexity,
+        classifier=c.classifier,
+        usage=Usage(
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            total_tokens=result.prompt_tokens + result.completion_tokens,
+        ),
+        latency_ms=round(result.latency_ms, 3),
+        request_id=rid,
+        fallbacks=[FallbackOut(model=a.model, error_code=a.error_code) for a in result.fallbacks],
+    )
+
+
+def build_router(runtime: Runtime) -> APIRouter:
+    api = APIRouter()
+    log_prompts = runtime.settings.LOG_PROMPTS
+
+    @api.post(
+        "/api/route", response_model=RouteResponse, responses=ERRORS, openapi_extra=json_body(RouteRequest)
+    )
+    async def route(request: Request) -> Response:
+        body = await parse_body(request, RouteRequest)
+        rid = request_id(request)
+        service = await runtime.service()
+        result = await service.route(body.query, body.to_constraints(), rid, body.allow_outside_constraints)
+        c = result.classification
+        line = "route %s model=%s complexity=%.3f cost=%.8f"
+        if log_prompts:
+            log.info(line + " query=%r", rid, result.model.name, c.complexity, result.cost_usd, body.query)
+        else:
+            log.info(line, rid, result.model.name, c.complexity, result.cost_usd)
+        # Built from typed values: serialised once here, not re-validated by FastAPI.
+        return Response(route_response(result, rid).model_dump_json(), media_type="application/json")
+
+    @api.post(
+        "/api/decide", response_model=DecideResponse, responses=ERRORS, openapi_extra=json_body(RouteRequest)
+    )
+    async def decide(request: Request) -> DecideResponse:
+        body = await parse_body(request, RouteRequest)
+        service = await runtime.service()
+        decision, classification = await service.decide(body.query, body.to_constraints())
+        return DecideResponse(
+            model=decision.model.name,
+            complexity=classification.complexity,
+            classifier=classification.classifier,
+            candidates=[m.name for m in decision.candidates],
+            reason=decision.reason,
+            request_id=request_id(request),
+        )
+
+    @api.get("/api/models", response_model=ModelsResponse, responses=ERRORS)
+    async def models() -> ModelsResponse:
+        service = await runtime.service()
+        await service.models()
+        out = []
+        for m in await service.catalog.all_models():
+            fields = m.model_dump(exclude={"input_cost_per_1k", "output_cost_per_1k"})
+            out.append(ModelOut(**fields, input_cost_per_1k=m.input_price, output_cost_per_1k=m.output_price))
+        return ModelsResponse(models=out)
+
+    @api.get("/api/health", response_model=HealthResponse, responses=ERRORS)
+    async def health() -> HealthResponse:
+        service = await runtime.service()
+        models = await service.models()
+        return HealthResponse(
+            status="ok",
+            models=len(models),
+            pending_cost_records=service.recorder.pending,
+            unhealthy=service.health.snapshot(),
+        )
+
+    return api

@@ -1,1 +1,0 @@
-"""Local-only helpers (Azurite, the simulator token) for `python -m router dev`, tests and benchmarks."""

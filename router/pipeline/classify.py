@@ -1,0 +1,118 @@
+"""Classify: how hard is this request? The scorer on every request; the LLM judge only in its band.
+
+The scorer is pure and in-process (``router.classifiers``). A score strictly inside
+``JUDGE_LOW``..``JUDGE_HIGH`` asks the judge model for one number (``router.pipeline.judge``); a judge
+that fails, times out or answers without a number leaves the scorer's score in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from router.models.config import cheapest_first
+from router.pipeline import pricing
+from router.pipeline.judge import ScoreCache, judge_messages, parse_score
+from router.upstream.endpoints import endpoint_for
+from router.upstream.errors import error_kind
+
+if TYPE_CHECKING:
+    from router.classifiers import Scorer
+    from router.health import SharedHealth
+    from router.models.config import ModelConfig
+    from router.pipeline.execute import Deadline
+    from router.settings import Settings
+    from router.upstream import UpstreamClient
+
+log = logging.getLogger("router")
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    complexity: float
+    classifier: str  # scorer kind ("heuristic"/"learned"), "llm", "heuristic-fallback" or "pinned"
+    judge_model: str | None = None
+    judge_prompt_tokens: int = 0
+    judge_completion_tokens: int = 0
+    judge_cost_usd: float = 0.0
+
+
+class Classifier:
+    def __init__(
+        self, settings: Settings, scorer: Scorer, upstream: UpstreamClient, health: SharedHealth
+    ) -> None:
+        self.settings = settings
+        self.scorer = scorer
+        self.upstream = upstream
+        self.health = health
+        self.judge_cache = ScoreCache(settings.JUDGE_CACHE_SIZE)
+
+    def score(self, text: str) -> Classification:
+        """The scorer alone (a pinned model needs no judge)."""
+        return Classification(self.scorer.score(text), "pinned")
+
+    async def classify(
+        self, query: str, models: tuple[ModelConfig, ...], deadline: Deadline | None = None
+    ) -> Classification:
+        score = self.scorer.score(query)
+        s = self.settings
+        if not s.JUDGE_ENABLED or not (s.JUDGE_LOW <= score <= s.JUDGE_HIGH):
+            return Classification(score, self.scorer.kind)
+        cached = self.judge_cache.get(query)
+        if cached is not None:
+            return Classification(cached, "llm")
+        judge = self._judge_model(models)
+        if judge is None or not self.health.try_acquire(judge.name):
+            return Classification(score, "heuristic-fallback")
+        timeout = s.CLASSIFIER_TIMEOUT_S
+        if deadline is not None:
+            timeout = min(timeout, max(deadline.remaining() / 2, 0.001))
+        return await self._ask_judge(query, score, judge, timeout)
+
+    async def _ask_judge(
+        self, query: str, score: float, judge: ModelConfig, timeout_s: float
+    ) -> Classification:
+        try:
+            reply = await asyncio.wait_for(
+                self.upstream.chat(
+                    endpoint_for(judge, self.settings.AZURE_OPENAI_ENDPOINT),
+                    judge.deployment,
+                    judge_messages(query),
+                    timeout_s=timeout_s,
+                    max_tokens=8,
+                    temperature=0,
+                ),
+                timeout=timeout_s,
+            )
+        except Exception as exc:  # timeout, HTTP error, anything: the heuristic still answers
+            code, _, retry_after = error_kind(exc)
+            if code != "content_filter":
+                self.health.on_failure(judge.name, code, retry_after)
+            log.warning("judge failed (%s); using the heuristic score", code)
+            return Classification(score, "heuristic-fallback", judge.name)
+        self.health.on_success(judge.name)
+        parsed = parse_score(reply.text)
+        if parsed is None:
+            log.warning("judge reply had no number; using the heuristic score")
+        else:
+            self.judge_cache.put(query, parsed)
+        return Classification(
+            complexity=score if parsed is None else parsed,
+            classifier="heuristic-fallback" if parsed is None else "llm",
+            judge_model=judge.name,
+            judge_prompt_tokens=reply.prompt_tokens,
+            judge_completion_tokens=reply.completion_tokens,
+            judge_cost_usd=pricing.call_cost(judge, reply.prompt_tokens, reply.completion_tokens),
+        )
+
+    def _judge_model(self, models: tuple[ModelConfig, ...]) -> ModelConfig | None:
+        name = self.settings.CLASSIFIER_MODEL
+        if name is None:
+            return min(models, key=cheapest_first)
+        for m in models:
+            if m.name == name:
+                return m
+        log.warning("CLASSIFIER_MODEL %r is not an enabled model", name)
+        return None

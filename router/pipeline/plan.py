@@ -1,0 +1,63 @@
+"""Plan: classify the request and route it, giving the model to call and the fallback chain after it.
+
+The one planning step of every endpoint (``/api/route``, ``/api/decide``, ``/api/v1/chat/completions``):
+the catalogue's enabled models → classify → ``choose`` → ``fallback_chain``. A pinned model skips the
+judge and the chain; a conversation too large for a model's context window leaves that model out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from router.errors import RouterError
+from router.pipeline.route import Constraints, Decision, choose, fallback_chain
+
+if TYPE_CHECKING:
+    from router.models.config import ModelConfig
+    from router.pipeline.classify import Classification, Classifier
+    from router.pipeline.execute import Deadline
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRequest:
+    text: str  # what the classifier reads: the query, or the conversation's routing text
+    constraints: Constraints
+    allow_outside_constraints: bool = False
+    pinned: str | None = None  # a model the caller named instead of "auto"
+    context_tokens: int = 0  # tokens the request needs (prompt + output): smaller windows are left out
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    decision: Decision
+    chain: list[ModelConfig]  # the decision first, then the fallbacks in order
+    models: tuple[ModelConfig, ...]  # every enabled model: larger-context retries and the baseline
+    classification: Classification
+    constraints: Constraints
+    allow_outside_constraints: bool
+
+
+async def make_plan(
+    request: PlanRequest, models: tuple[ModelConfig, ...], classifier: Classifier, deadline: Deadline
+) -> Plan:
+    allow = request.allow_outside_constraints
+    if request.pinned is not None:
+        pinned = next((m for m in models if m.name == request.pinned), None)
+        if pinned is None:
+            raise RouterError(f"The model '{request.pinned}' does not exist", code="model_not_found",
+                              status=404, param="model")  # fmt: skip
+        decision = Decision(pinned, (pinned,), "pinned by the caller")
+        return Plan(decision, [pinned], models, classifier.score(request.text), request.constraints, allow)
+    needed = request.context_tokens
+    fitting = tuple(m for m in models if m.context_window is None or m.context_window >= needed)
+    if not fitting:
+        raise RouterError(
+            f"the conversation needs about {needed} tokens; no model's context window is that large",
+            code="context_length_exceeded", status=400, param="messages",
+        )  # fmt: skip
+    classification = await classifier.classify(request.text, fitting, deadline)
+    complexity = classification.complexity
+    decision = choose(fitting, complexity, request.constraints)
+    chain = fallback_chain(fitting, decision, complexity, request.constraints, allow)
+    return Plan(decision, chain, models, classification, request.constraints, allow)
