@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from router.classifiers import names
 from router.errors import SettingsError
 
 _TABLE_NAME = r"^[A-Za-z][A-Za-z0-9]{2,62}$"
@@ -86,8 +87,6 @@ class Settings(BaseModel):
     @field_validator("CLASSIFIER")
     @classmethod
     def _known_classifier(cls, v: str) -> str:
-        from router.classifiers import names
-
         if v not in names():
             raise ValueError(f"unknown classifier; choose one of {', '.join(names())}")
         return v

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
+from router.credentials import create_credential
+
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableClient, TableServiceClient
@@ -40,8 +42,6 @@ async def ensure_table(service: TableServiceClient, name: str) -> TableClient:
 async def open_service(settings: Settings) -> AsyncIterator[TableServiceClient]:
     """A short-lived service client with its own credential, for the CLI (the app keeps long-lived ones
     in ``router.runtime``): your ``az login`` identity against ``TABLES_ENDPOINT``, or Azurite."""
-    from router.credentials import create_credential
-
     credential = None if settings.TABLES_CONNECTION_STRING else create_credential(settings.AZURE_CLIENT_ID)
     service = create_service_client(settings, credential)
     try:

@@ -109,14 +109,7 @@ class Simulator:
             self.seen.append(SeenRequest(deployment, api_version, auth, body))
         if self.deployments is not None and deployment not in self.deployments:
             return _error(404, "DeploymentNotFound", f"The API deployment {deployment} does not exist")
-        queue = self.scripts.get(deployment)
-        if queue:
-            reply = queue.popleft()
-        elif self.fault_rate and self._rng.random() < self.fault_rate:
-            self.faults_injected += 1
-            reply = Reply(status=self.fault_status, error_message="injected fault")
-        else:
-            reply = Reply()
+        reply = self._next_reply(deployment)
         delay = reply.delay_s or self.delay_s
         if delay:
             await asyncio.sleep(delay)
@@ -124,6 +117,19 @@ class Simulator:
             return _error(
                 reply.status, reply.error_code or str(reply.status), reply.error_message, reply.headers
             )
+        return self._answer(deployment, body, reply)
+
+    def _next_reply(self, deployment: str) -> Reply:
+        """The scripted reply, else an injected fault (at ``fault_rate``), else the default answer."""
+        queue = self.scripts.get(deployment)
+        if queue:
+            return queue.popleft()
+        if self.fault_rate and self._rng.random() < self.fault_rate:
+            self.faults_injected += 1
+            return Reply(status=self.fault_status, error_message="injected fault")
+        return Reply()
+
+    def _answer(self, deployment: str, body: dict[str, Any], reply: Reply) -> Response:
         messages = body.get("messages") or []
         content = reply.content if reply.content is not None else self._default_answer(deployment, messages)
         prompt_tokens = reply.prompt_tokens
@@ -146,22 +152,10 @@ class Simulator:
                 media_type="text/event-stream",
                 headers=reply.headers,
             )
-        payload = {
-            "id": cid,
-            "object": "chat.completion",
-            "created": created,
-            "model": deployment,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": usage,
-            "system_fingerprint": "fp_simulated",
-        }
+        choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
+                  "logprobs": None}  # fmt: skip
+        payload = {"id": cid, "object": "chat.completion", "created": created, "model": deployment,
+                   "choices": [choice], "usage": usage, "system_fingerprint": "fp_simulated"}  # fmt: skip
         return JSONResponse(payload, headers=reply.headers)
 
     @staticmethod

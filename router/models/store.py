@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from router.models.config import MODELS_PARTITION, ModelConfig, parse_entities
+from router.tables import ensure_table, open_service
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -32,14 +33,10 @@ async def upsert_table(table: TableClient, models: Sequence[ModelConfig]) -> Non
 
 
 async def read_models(settings: Settings) -> list[ModelConfig]:
-    from router.tables import ensure_table, open_service
-
     async with open_service(settings) as service:
         return await read_table(await ensure_table(service, settings.MODELS_TABLE))
 
 
 async def upsert_models(settings: Settings, models: Sequence[ModelConfig]) -> None:
-    from router.tables import ensure_table, open_service
-
     async with open_service(settings) as service:
         await upsert_table(await ensure_table(service, settings.MODELS_TABLE), models)

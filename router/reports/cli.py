@@ -8,15 +8,14 @@ import asyncio
 import json
 import sys
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from router.errors import RouterError
 from router.reports.aggregate import GROUP_BY, build_report
-
-if TYPE_CHECKING:
-    from router.reports.period import Period
-    from router.reports.store import Sources
-    from router.settings import Settings
+from router.reports.period import Period, parse_period
+from router.reports.store import Sources, load_cube
+from router.settings import Settings, load_settings
+from router.tables import ensure_table, open_service
 
 
 def add_commands(subparsers: Any) -> None:
@@ -44,8 +43,6 @@ def _range_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _period(args: argparse.Namespace, settings: Settings) -> Period:
-    from router.reports.period import parse_period
-
     return parse_period(args.start, args.end, max_days=settings.REPORT_MAX_DAYS)
 
 
@@ -53,9 +50,6 @@ async def _load(settings: Settings, period: Period, *, use_rollups: bool, store:
     """A short-lived client with the caller's identity. Storing roll-ups is best effort: a reader without
     write rights still gets an exact report (from a live scan)."""
     from azure.core.exceptions import HttpResponseError
-
-    from router.reports.store import load_cube
-    from router.tables import ensure_table, open_service
 
     async with open_service(settings) as service:
         rollups = service.get_table_client(settings.COSTS_ROLLUP_TABLE)
@@ -76,8 +70,6 @@ async def _load(settings: Settings, period: Period, *, use_rollups: bool, store:
 
 def _settings_and_period(args: argparse.Namespace) -> tuple[Settings, Period] | None:
     """Settings from the environment and the validated ``--from``/``--to``; None after printing why not."""
-    from router.settings import load_settings
-
     settings = load_settings()
     try:
         return settings, _period(args, settings)
@@ -145,42 +137,47 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     by = report["group_by"]
     if by and report["groups"]:
-        cols = [
-            (by, "<"),
-            ("calls", ">"),
-            ("share", ">"),
-            ("errors", ">"),
-            ("fallbacks", ">"),
-            ("spend", ">"),
-            ("judge", ">"),
-            ("total", ">"),
-            ("baseline", ">"),
-            ("savings", ">"),
-            ("sav%", ">"),
-            ("p50 ms", ">"),
-            ("p95 ms", ">"),
-        ]
-        rows = [
-            [
-                str(g[by]),
-                f"{g['calls']:,}",
-                f"{g['share_of_calls'] * 100:.1f}%",
-                f"{g['errors']:,}",
-                f"{g['fallbacks']:,}",
-                _usd(g["spend_usd"]),
-                _usd(g["overhead_usd"]),
-                _usd(g["total_spend_usd"]),
-                _usd(g["baseline_usd"]),
-                _usd(g["savings_usd"]),
-                _opt(g["savings_pct"], ".2f"),
-                _opt(g["latency_p50_ms"], ",.1f"),
-                _opt(g["latency_p95_ms"], ",.1f"),
-            ]
-            for g in report["groups"]
-        ]
-        widths = [max(len(name), *(len(r[i]) for r in rows)) for i, (name, _) in enumerate(cols)]
         lines.append("")
-        lines.append("  ".join(f"{name:{a}{w}}" for (name, a), w in zip(cols, widths, strict=True)))
-        for r in rows:
-            lines.append("  ".join(f"{v:{a}{w}}" for v, (_, a), w in zip(r, cols, widths, strict=True)))
+        lines.extend(_group_table(by, report["groups"]))
     return "\n".join(lines)
+
+
+def _group_table(by: str, groups: list[dict[str, Any]]) -> list[str]:
+    cols = [
+        (by, "<"),
+        ("calls", ">"),
+        ("share", ">"),
+        ("errors", ">"),
+        ("fallbacks", ">"),
+        ("spend", ">"),
+        ("judge", ">"),
+        ("total", ">"),
+        ("baseline", ">"),
+        ("savings", ">"),
+        ("sav%", ">"),
+        ("p50 ms", ">"),
+        ("p95 ms", ">"),
+    ]
+    rows = [
+        [
+            str(g[by]),
+            f"{g['calls']:,}",
+            f"{g['share_of_calls'] * 100:.1f}%",
+            f"{g['errors']:,}",
+            f"{g['fallbacks']:,}",
+            _usd(g["spend_usd"]),
+            _usd(g["overhead_usd"]),
+            _usd(g["total_spend_usd"]),
+            _usd(g["baseline_usd"]),
+            _usd(g["savings_usd"]),
+            _opt(g["savings_pct"], ".2f"),
+            _opt(g["latency_p50_ms"], ",.1f"),
+            _opt(g["latency_p95_ms"], ",.1f"),
+        ]
+        for g in groups
+    ]
+    widths = [max(len(name), *(len(r[i]) for r in rows)) for i, (name, _) in enumerate(cols)]
+    lines = ["  ".join(f"{name:{a}{w}}" for (name, a), w in zip(cols, widths, strict=True))]
+    for r in rows:
+        lines.append("  ".join(f"{v:{a}{w}}" for v, (_, a), w in zip(r, cols, widths, strict=True)))
+    return lines

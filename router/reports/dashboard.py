@@ -177,16 +177,10 @@ def _card(label: str, value: str, sub: str, cls: str = "") -> str:
     )
 
 
-def render(cube: Cube, period: Period, sources: dict[str, int], code: str | None = None) -> str:
-    """The whole page for ``period``. ``code`` (the caller's function key, if it came in the query) is kept
-    in the date form so changing the range works behind Functions auth."""
-    report = build_report(cube, period.start, period.end, "model")
-    t = report["totals"]
-    models = [g["model"] for g in sorted(report["groups"], key=lambda g: (-g["total_spend_usd"], g["model"]))]
-    colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
-    series = daily_by_model(cube, period.start, period.end)
-    labels = [day for day, _ in series]
-
+def _day_stacks(
+    series: Sequence[tuple[Any, dict[str, Summary]]], models: Sequence[str], colors: dict[str, str]
+) -> tuple[list[Any], list[Any]]:
+    """Per day: the spend stack (each model, then the judge overhead) and the savings bar."""
     spend_stacks = []
     savings_stacks = []
     for _, per_model in series:
@@ -204,24 +198,26 @@ def render(cube: Cube, period: Period, sources: dict[str, int], code: str | None
         spend_stacks.append(stack)
         saved = usd(day_total.baseline - day_total.spend - day_total.overhead)
         savings_stacks.append([(saved, "#16a34a" if saved >= 0 else "#dc2626", f"saved {money(saved)}")])
+    return spend_stacks, savings_stacks
 
+
+def _latency_rows(cube: Cube) -> list[Any]:
     by_model = rollup(cube, lambda k: k.model)
     all_lat = Summary()
     for s in by_model.values():
         all_lat.merge(s)
-    calls_rows = [
-        (g["model"], [(float(g["calls"]), colors[g["model"]], f"{g['share_of_calls'] * 100:.1f}%")])
-        for g in sorted(report["groups"], key=lambda g: (-g["calls"], g["model"]))
-    ]
-    lat_rows = []
+    rows = []
     for name, s in [("all models", all_lat), *sorted(by_model.items())]:
         p50, p95 = percentile(s.latency, 0.5), percentile(s.latency, 0.95)
         if p50 is not None and p95 is not None:
-            lat_rows.append((name, [(p50, "#60a5fa", "p50"), (p95, "#1d4ed8", "p95")]))
+            rows.append((name, [(p50, "#60a5fa", "p50"), (p95, "#1d4ed8", "p95")]))
+    return rows
 
+
+def _cards(t: dict[str, Any]) -> str:
     savings_cls = "good" if t["savings_usd"] >= 0 else "bad"
     overhead_share = t["overhead_usd"] / t["total_spend_usd"] * 100 if t["total_spend_usd"] else None
-    cards = "".join(
+    return "".join(
         [
             _card(
                 "Total spend",
@@ -241,14 +237,36 @@ def render(cube: Cube, period: Period, sources: dict[str, int], code: str | None
             ),
         ]
     )
-    table_rows = "".join(
+
+
+def _table_rows(groups: Sequence[dict[str, Any]]) -> str:
+    return "".join(
         f"<tr><td>{escape(g['model'])}</td><td>{g['calls']:,}</td><td>{g['share_of_calls'] * 100:.1f}%</td>"
         f"<td>{g['errors']:,}</td><td>{g['fallbacks']:,}</td><td>{money(g['spend_usd'])}</td>"
         f"<td>{money(g['overhead_usd'])}</td><td>{money(g['baseline_usd'])}</td>"
         f"<td>{money(g['savings_usd'])}</td><td>{pct(g['savings_pct'])}</td>"
         f"<td>{ms(g['latency_p50_ms'])}</td><td>{ms(g['latency_p95_ms'])}</td></tr>"
-        for g in report["groups"]
+        for g in groups
     )
+
+
+def render(cube: Cube, period: Period, sources: dict[str, int], code: str | None = None) -> str:
+    """The whole page for ``period``. ``code`` (the caller's function key, if it came in the query) is kept
+    in the date form so changing the range works behind Functions auth."""
+    report = build_report(cube, period.start, period.end, "model")
+    t = report["totals"]
+    models = [g["model"] for g in sorted(report["groups"], key=lambda g: (-g["total_spend_usd"], g["model"]))]
+    colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
+    series = daily_by_model(cube, period.start, period.end)
+    labels = [day for day, _ in series]
+    spend_stacks, savings_stacks = _day_stacks(series, models, colors)
+    calls_rows = [
+        (g["model"], [(float(g["calls"]), colors[g["model"]], f"{g['share_of_calls'] * 100:.1f}%")])
+        for g in sorted(report["groups"], key=lambda g: (-g["calls"], g["model"]))
+    ]
+    lat_rows = _latency_rows(cube)
+    cards = _cards(t)
+    table_rows = _table_rows(report["groups"])
     hidden = f'<input type="hidden" name="code" value="{escape(code)}">' if code else ""
     legend = _legend([*((m, colors[m]) for m in models), ("judge overhead", OVERHEAD_COLOR)])
     empty = "" if t["calls"] else "<section><h2>No calls recorded in this range.</h2></section>"
