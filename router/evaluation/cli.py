@@ -294,21 +294,24 @@ def run_calibrate(args: argparse.Namespace) -> int:
         "notes": matching.notes,
     }
     print(_dumps(doc) if args.json else render_plan(doc, tiers[-1].name))
-    if args.apply:
-        if matching.unmapped:
-            return _fail(
-                "not applied: enabled models without data would still take traffic: "
-                f"{', '.join(matching.unmapped)} (map them with --map NAME=DATA_MODEL or disable them)"
-            )
-        from router.models import store as model_store
-        from router.settings import load_settings
+    return _apply(updated, matching.unmapped, quiet=args.json) if args.apply else 0
 
-        try:
-            asyncio.run(model_store.upsert_models(load_settings(), updated))
-        except Exception as exc:  # any storage failure is a CLI error, not a traceback
-            return _fail(f"could not write the models table: {exc}")
-        if not args.json:
-            print(f"applied: wrote max_complexity for {', '.join(m.name for m in updated)}")
+
+def _apply(updated: list[ModelConfig], unmapped: list[str], *, quiet: bool) -> int:
+    if unmapped:
+        return _fail(
+            "not applied: enabled models without data would still take traffic: "
+            f"{', '.join(unmapped)} (map them with --map NAME=DATA_MODEL or disable them)"
+        )
+    from router.models import store as model_store
+    from router.settings import load_settings
+
+    try:
+        asyncio.run(model_store.upsert_models(load_settings(), updated))
+    except Exception as exc:  # any storage failure is a CLI error, not a traceback
+        return _fail(f"could not write the models table: {exc}")
+    if not quiet:
+        print(f"applied: wrote max_complexity for {', '.join(m.name for m in updated)}")
     return 0
 
 
