@@ -11,6 +11,7 @@
     │                               and the attempts made, so the failure is still recorded
     ├── CatalogUnavailable          internal (RuntimeError): no model configs; surfaces as NoModelsError
     ├── TransactionFailed           internal: a Table entity-group transaction was refused (nothing stored)
+    ├── BodyTooLarge                internal: the edge middleware's signal to answer 413 body_too_large
     └── ValueError
         ├── SettingsError           a setting is missing or invalid; the message names the variable
         ├── WeightsError            a classifier weights file does not match this version
@@ -87,6 +88,10 @@ class TransactionFailed(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(f"table transaction failed: HTTP {status} {detail}".strip())
         self.status = status
+
+
+class BodyTooLarge(Exception):
+    """The request body passed ``MAX_BODY_BYTES`` while streaming in (the middleware answers 413)."""
 
 
 class SettingsError(ValueError):

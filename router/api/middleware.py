@@ -9,6 +9,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router.api.error_bodies import error_bytes
+from router.errors import BodyTooLarge
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -24,10 +25,6 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
                 return text
             break
     return uuid.uuid4().hex
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class EdgeMiddleware:

@@ -14,7 +14,7 @@ from router.api.schemas import ConstraintsIn
 from router.chat.conversation import estimate_prompt_tokens, routing_text
 from router.chat.schemas import OPENAI_ERRORS, ChatCompletionRequest
 from router.chat.stream import StreamCall, relay
-from router.errors import ExecutionFailed, RouterError
+from router.errors import RouterError
 from router.pipeline.plan import PlanRequest
 from router.pipeline.record import Outcome
 
@@ -98,11 +98,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         async def call(model: ModelConfig, timeout_s: float) -> Any:
             return await send(service.endpoint_for(model), model.deployment, body, timeout_s)
 
-        try:
-            execution = await service.execute(plan, call, deadline)
-        except ExecutionFailed as failure:
-            await service.record_failure(plan, failure, request_id=rid, api="chat", deadline=deadline)
-            raise failure.error from None
+        execution = await service.execute(plan, call, deadline, request_id=rid, api="chat")
         model = execution.model
         if req.stream:
             stream = StreamCall(

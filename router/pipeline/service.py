@@ -93,12 +93,24 @@ class RouterService:
         return await make_plan(request, await self.models(), self.classifier, deadline)
 
     async def execute(
-        self, plan: Plan, call: Callable[[ModelConfig, float], Awaitable[T]], deadline: Deadline
+        self,
+        plan: Plan,
+        call: Callable[[ModelConfig, float], Awaitable[T]],
+        deadline: Deadline,
+        *,
+        request_id: str,
+        api: str,
     ) -> Execution[T]:
-        return await execute(
-            plan.chain, call, deadline, self.policy, models=plan.models, constraints=plan.constraints,
-            allow_outside_constraints=plan.allow_outside_constraints,
-        )  # fmt: skip
+        """Run the plan's chain. When every attempt fails, the failure is recorded (if it cost anything)
+        and its ``RouterError`` raised for the caller."""
+        try:
+            return await execute(
+                plan.chain, call, deadline, self.policy, models=plan.models, constraints=plan.constraints,
+                allow_outside_constraints=plan.allow_outside_constraints,
+            )  # fmt: skip
+        except ExecutionFailed as failure:
+            await self.record_failure(plan, failure, request_id=request_id, api=api, deadline=deadline)
+            raise failure.error from None
 
     async def record(self, plan: Plan, outcome: Outcome) -> CostRecord:
         rec = cost_record(plan, outcome)
@@ -135,11 +147,7 @@ class RouterService:
         async def call(model: ModelConfig, timeout_s: float) -> Any:
             return await self.clients.chat(self.endpoint_for(model), model.deployment, messages, timeout_s)
 
-        try:
-            execution = await self.execute(plan, call, deadline)
-        except ExecutionFailed as failure:
-            await self.record_failure(plan, failure, request_id=request_id, api="route", deadline=deadline)
-            raise failure.error from None
+        execution = await self.execute(plan, call, deadline, request_id=request_id, api="route")
         completion = execution.result
         latency_ms = deadline.elapsed_ms()
         outcome = Outcome(
