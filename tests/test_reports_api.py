@@ -362,7 +362,7 @@ async def test_report_queries_read_only_partitions_in_range_and_select_only_need
     queries = [parse_qs(urlparse(u).query) for u in seen if f"/{settings.COSTS_TABLE}()" in u]
     assert queries, seen
     expected_columns = {
-        "model", "classifier", "status", "prompt_tokens", "completion_tokens", "cost_usd",
+        "model", "classifier", "scorer", "status", "prompt_tokens", "completion_tokens", "cost_usd",
         "classifier_model", "classifier_prompt_tokens", "classifier_completion_tokens",
         "classifier_cost_usd", "baseline_cost_usd", "latency_ms", "fallbacks",
     }  # fmt: skip

@@ -44,6 +44,7 @@ def route_response(result: RouteResult, rid: str) -> RouteResponse:
         estimated_cost=result.cost_usd,
         complexity=c.complexity,
         classifier=c.classifier,
+        scorer=c.scorer,
         usage=Usage(
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
@@ -53,6 +54,17 @@ def route_response(result: RouteResult, rid: str) -> RouteResponse:
         request_id=rid,
         fallbacks=[FallbackOut(model=a.model, error_code=a.error_code) for a in result.fallbacks],
     )
+
+
+def _log_route(rid: str, result: RouteResult, query: str | None) -> None:
+    """One line per routed call; the prompt only when ``LOG_PROMPTS`` is on."""
+    c = result.classification
+    line = "route %s model=%s complexity=%.4f scorer=%s cost=%.8f"
+    args = (rid, result.model.name, c.complexity, c.scorer, result.cost_usd)
+    if query is None:
+        log.info(line, *args)
+    else:
+        log.info(line + " query=%r", *args, query)
 
 
 def build_router(runtime: Runtime) -> APIRouter:
@@ -67,26 +79,27 @@ def build_router(runtime: Runtime) -> APIRouter:
         rid = request_id(request)
         service = await runtime.service()
         result = await service.route(body.query, body.to_constraints(), rid, body.allow_outside_constraints)
-        c = result.classification
-        line = "route %s model=%s complexity=%.3f cost=%.8f"
-        if log_prompts:
-            log.info(line + " query=%r", rid, result.model.name, c.complexity, result.cost_usd, body.query)
-        else:
-            log.info(line, rid, result.model.name, c.complexity, result.cost_usd)
+        _log_route(rid, result, body.query if log_prompts else None)
         # Built from typed values: serialised once here, not re-validated by FastAPI.
-        return Response(route_response(result, rid).model_dump_json(), media_type="application/json")
+        return Response(
+            route_response(result, rid).model_dump_json(),
+            media_type="application/json",
+            headers={"x-router-scorer": result.classification.scorer},
+        )
 
     @api.post(
         "/api/decide", response_model=DecideResponse, responses=ERRORS, openapi_extra=json_body(RouteRequest)
     )
-    async def decide(request: Request) -> DecideResponse:
+    async def decide(request: Request, response: Response) -> DecideResponse:
         body = await parse_body(request, RouteRequest)
         service = await runtime.service()
         decision, classification = await service.decide(body.query, body.to_constraints())
+        response.headers["x-router-scorer"] = classification.scorer
         return DecideResponse(
             model=decision.model.name,
             complexity=classification.complexity,
             classifier=classification.classifier,
+            scorer=classification.scorer,
             candidates=[m.name for m in decision.candidates],
             reason=decision.reason,
             request_id=request_id(request),

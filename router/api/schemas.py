@@ -66,6 +66,7 @@ class RouteResponse(BaseModel):
     estimated_cost: float = Field(description="USD, from the response's token usage and the model's prices.")
     complexity: float
     classifier: str = Field(description='"heuristic", "learned", "llm" or "heuristic-fallback"')
+    scorer: str = Field(description="Registry name of the scorer that classified the query (CLASSIFIER)")
     usage: Usage
     latency_ms: float
     request_id: str
@@ -78,6 +79,7 @@ class DecideResponse(BaseModel):
     model: str
     complexity: float
     classifier: str
+    scorer: str
     candidates: list[str] = Field(description="Models meeting every constraint, cheapest first.")
     reason: str
     request_id: str

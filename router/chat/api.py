@@ -64,6 +64,7 @@ def _router_headers(model: str, classification: Classification, cost: float | No
         "x-router-model": model,
         "x-router-complexity": f"{classification.complexity:.4f}",
         "x-router-classifier": classification.classifier,
+        "x-router-scorer": classification.scorer,
     }
     if cost is not None:
         headers["x-router-cost-usd"] = f"{cost:.8f}"

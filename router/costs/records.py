@@ -25,6 +25,7 @@ class CostRecord(BaseModel):
     deployment: str
     complexity: float
     classifier: str
+    scorer: str | None = None  # the scorer's registry name (absent in records made before it existed)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0

@@ -62,6 +62,9 @@ async def _serve(host: str, port: int) -> int:
         sim = Simulator()
         sim.keep_seen = False
         os.environ["AZURE_OPENAI_ENDPOINT"] = f"http://127.0.0.1:{sim_port}"
+        # The simulator cannot judge difficulty: with the judge on, its made-up numbers would override
+        # the scorer in the judge band, and what a newcomer sees would not be what the scorer decides.
+        os.environ.setdefault("JUDGE_ENABLED", "false")
         servers.append(_server(sim.app, host, sim_port))
         runtime_kwargs["credential"] = SimulatorCredential()
 
@@ -76,9 +79,13 @@ async def _serve(host: str, port: int) -> int:
         print("\n" + "!" * 78)
         print("!! No AZURE_OPENAI_ENDPOINT set: answers come from the LOCAL SIMULATOR, not a real model.")
         print(f"!! Simulated Azure OpenAI on {os.environ['AZURE_OPENAI_ENDPOINT']}")
+        if not settings.JUDGE_ENABLED:
+            print("!! LLM judge OFF (the simulator cannot judge): routing uses the scorer alone.")
+            print("!! Set JUDGE_ENABLED=true to call the simulated judge anyway.")
         print("!" * 78)
     body = '{"query": "Explain how binary search works and then write it in Python"}'
     print(f"\nRouter on http://{host}:{port}  (OpenAPI docs: http://{host}:{port}/api/docs)")
+    print(f"Scorer: {settings.CLASSIFIER}; judge {'on' if settings.JUDGE_ENABLED else 'off'}")
     print(f"Try:\n  curl -s http://{host}:{port}/api/route -d {shlex.quote(body)}\n")
     await asyncio.gather(*(s.serve() for s in servers))
     return 0

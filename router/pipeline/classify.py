@@ -33,10 +33,16 @@ log = logging.getLogger("router")
 class Classification:
     complexity: float
     classifier: str  # scorer kind ("heuristic"/"learned"), "llm", "heuristic-fallback" or "pinned"
+    scorer: str = ""  # the scorer's registry name (e.g. "learned-v2"): which model of difficulty decided
     judge_model: str | None = None
     judge_prompt_tokens: int = 0
     judge_completion_tokens: int = 0
     judge_cost_usd: float = 0.0
+
+
+def _rounded(score: float) -> float:
+    """Complexity to 4 decimals: what is reported, recorded and routed on is the same number."""
+    return round(score, 4)
 
 
 class Classifier:
@@ -51,21 +57,22 @@ class Classifier:
 
     def score(self, text: str) -> Classification:
         """The scorer alone (a pinned model needs no judge)."""
-        return Classification(self.scorer.score(text), "pinned")
+        return Classification(_rounded(self.scorer.score(text)), "pinned", self.scorer.name)
 
     async def classify(
         self, query: str, models: tuple[ModelConfig, ...], deadline: Deadline | None = None
     ) -> Classification:
-        score = self.scorer.score(query)
+        score = _rounded(self.scorer.score(query))
         s = self.settings
+        name = self.scorer.name
         if not s.JUDGE_ENABLED or not (s.JUDGE_LOW <= score <= s.JUDGE_HIGH):
-            return Classification(score, self.scorer.kind)
+            return Classification(score, self.scorer.kind, name)
         cached = self.judge_cache.get(query)
         if cached is not None:
-            return Classification(cached, "llm")
+            return Classification(cached, "llm", name)
         judge = self._judge_model(models)
         if judge is None or not self.health.try_acquire(judge.name):
-            return Classification(score, "heuristic-fallback")
+            return Classification(score, "heuristic-fallback", name)
         timeout = s.CLASSIFIER_TIMEOUT_S
         if deadline is not None:
             timeout = min(timeout, max(deadline.remaining() / 2, 0.001))
@@ -91,16 +98,18 @@ class Classifier:
             if code != "content_filter":
                 self.health.on_failure(judge.name, code, retry_after)
             log.warning("judge failed (%s); using the heuristic score", code)
-            return Classification(score, "heuristic-fallback", judge.name)
+            return Classification(score, "heuristic-fallback", self.scorer.name, judge_model=judge.name)
         self.health.on_success(judge.name)
         parsed = parse_score(reply.text)
         if parsed is None:
             log.warning("judge reply had no number; using the heuristic score")
         else:
+            parsed = _rounded(parsed)
             self.judge_cache.put(query, parsed)
         return Classification(
             complexity=score if parsed is None else parsed,
             classifier="heuristic-fallback" if parsed is None else "llm",
+            scorer=self.scorer.name,
             judge_model=judge.name,
             judge_prompt_tokens=reply.prompt_tokens,
             judge_completion_tokens=reply.completion_tokens,

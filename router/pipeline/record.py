@@ -45,6 +45,7 @@ def cost_record(plan: Plan, outcome: Outcome) -> CostRecord:
         deployment=model.deployment,
         complexity=c.complexity,
         classifier=c.classifier,
+        scorer=c.scorer or None,
         prompt_tokens=outcome.prompt_tokens,
         completion_tokens=outcome.completion_tokens,
         cost_usd=pricing.call_cost(model, *tokens),

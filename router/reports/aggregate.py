@@ -27,13 +27,14 @@ GAMMA = (1 + ALPHA) / (1 - ALPHA)
 _LOG_GAMMA = math.log(GAMMA)
 MIN_LATENCY_MS = 0.01  # anything faster is counted as this (the bucket index stays bounded)
 
-GroupBy = Literal["model", "day", "classifier"]
-GROUP_BY: tuple[GroupBy, ...] = ("model", "day", "classifier")
+GroupBy = Literal["model", "day", "classifier", "scorer"]
+GROUP_BY: tuple[GroupBy, ...] = ("model", "day", "classifier", "scorer")
 
 # The only columns a report reads (the Table query selects exactly these).
 COLUMNS = (
     "model",
     "classifier",
+    "scorer",
     "status",
     "prompt_tokens",
     "completion_tokens",
@@ -163,16 +164,19 @@ class GroupKey(NamedTuple):
     day: str  # YYYY-MM-DD
     model: str
     classifier: str
+    scorer: str = "?"  # "?" for records made before cost records named their scorer
 
 
 Cube = dict[GroupKey, Summary]
 
 
 def summarize(day: str, entities: Iterable[Mapping[str, Any]], cube: Cube | None = None) -> Cube:
-    """Fold one day's entities into a cube keyed by (day, model, classifier)."""
+    """Fold one day's entities into a cube keyed by (day, model, classifier, scorer)."""
     cube = {} if cube is None else cube
     for e in entities:
-        key = GroupKey(day, str(e.get("model") or "?"), str(e.get("classifier") or "?"))
+        key = GroupKey(
+            day, str(e.get("model") or "?"), str(e.get("classifier") or "?"), str(e.get("scorer") or "?")
+        )
         s = cube.get(key)
         if s is None:
             s = cube[key] = Summary()
@@ -269,7 +273,7 @@ def build_report(cube: Cube, start: date, end: date, group_by: GroupBy | None) -
             for d in days(start, end)
         ]
     elif group_by is not None:
-        groups = by_model if group_by == "model" else rollup(cube, lambda k: k.classifier)
+        groups = by_model if group_by == "model" else rollup(cube, lambda k: getattr(k, group_by))
         ordered = sorted(groups.items(), key=lambda kv: (-kv[1].calls, kv[0]))
         report["groups"] = [{group_by: name, **figures(s, totals.calls)} for name, s in ordered]
     return report

@@ -41,7 +41,7 @@ ToQ = Annotated[
 ]
 ByQ = Annotated[
     str | None,
-    Query(description="Group rows by", json_schema_extra={"enum": ["model", "day", "classifier"]}),
+    Query(description="Group rows by", json_schema_extra={"enum": ["model", "day", "classifier", "scorer"]}),
 ]
 _JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -34,10 +34,11 @@ log = logging.getLogger("router.reports")
 PAGE_SIZE = 1000  # the service maximum per page
 SLICES = 8  # a day's partition is read as this many RowKey (time) ranges in parallel
 CONCURRENCY = 16  # queries in flight at once
-SCHEMA = 1  # roll-up format version; a day stored with another version is recomputed
+# Roll-up format version (2: groups keyed by scorer too); a day stored with another version is recomputed.
+SCHEMA = 2
 MARKER = "day"  # RowKey of the row that says "this day's roll-up is complete"
 _DAY_MS = 86_400_000
-_ROLLUP_COLUMNS = ("PartitionKey", "RowKey", "schema", "groups", "model", "classifier", "summary")
+_ROLLUP_COLUMNS = ("PartitionKey", "RowKey", "schema", "groups", "model", "classifier", "scorer", "summary")
 
 
 @dataclass
@@ -109,9 +110,9 @@ async def scan_day(
     return merged, sum(n for _, n in parts)
 
 
-def group_row_key(model: str, classifier: str) -> str:
+def group_row_key(model: str, classifier: str, scorer: str) -> str:
     # Model names are free text; a hash keeps the RowKey within the characters Table Storage allows.
-    return "g-" + hashlib.sha256(f"{model}\x00{classifier}".encode()).hexdigest()[:32]
+    return "g-" + hashlib.sha256(f"{model}\x00{classifier}\x00{scorer}".encode()).hexdigest()[:32]
 
 
 async def read_rollups(table: TableClient, period: Period) -> dict[date, Cube]:
@@ -128,10 +129,13 @@ async def read_rollups(table: TableClient, period: Period) -> dict[date, Cube]:
         if marker is None or marker.get("schema") != SCHEMA or marker.get("groups") != len(groups):
             continue  # incomplete or from another version: recomputed by the caller
         out[date.fromisoformat(pk)] = {
-            GroupKey(pk, str(g["model"]), str(g["classifier"])): Summary.from_dict(json.loads(g["summary"]))
-            for g in groups
+            _group_key(pk, g): Summary.from_dict(json.loads(g["summary"])) for g in groups
         }
     return out
+
+
+def _group_key(pk: str, row: dict[str, Any]) -> GroupKey:
+    return GroupKey(pk, str(row["model"]), str(row["classifier"]), str(row.get("scorer") or "?"))
 
 
 async def write_rollup(table: TableClient, day: date, cube: Cube) -> None:
@@ -144,7 +148,7 @@ async def write_rollup(table: TableClient, day: date, cube: Cube) -> None:
     ops: list[tuple[str, dict[str, Any]]] = []
     keep: set[str] = set()
     for key, s in sorted(cube.items(), key=lambda kv: kv[0]):
-        rk = group_row_key(key.model, key.classifier)
+        rk = group_row_key(key.model, key.classifier, key.scorer)
         keep.add(rk)
         entity = {
             "PartitionKey": pk,
@@ -152,6 +156,7 @@ async def write_rollup(table: TableClient, day: date, cube: Cube) -> None:
             "schema": SCHEMA,
             "model": key.model,
             "classifier": key.classifier,
+            "scorer": key.scorer,
             "summary": json.dumps(s.to_dict(), separators=(",", ":")),
         }
         ops.append(("upsert", entity))
