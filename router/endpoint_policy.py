@@ -23,7 +23,8 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 def parse_suffixes(text: str) -> tuple[str, ...]:
     """``ALLOWED_ENDPOINT_SUFFIXES``: a comma list; each suffix starts with a dot, so ``.azure.com`` can
-    never match ``evilazure.com``."""
+    never match ``evilazure.com``. ``.<account>.openai.azure.com`` pins one account: the host itself
+    matches its suffix."""
     suffixes = tuple(s.strip().lower() for s in text.split(",") if s.strip())
     bad = [s for s in suffixes if not s.startswith(".") or s.count(".") < 2]
     if bad or not suffixes:
@@ -51,7 +52,7 @@ class EndpointPolicy:
             return None if self.allow_loopback else "is a loopback URL (set ALLOW_LOOPBACK_ENDPOINTS=true)"
         if parts.scheme != "https":
             return "must be an https:// URL"
-        if not host.endswith(self.suffixes):
+        if not (host.endswith(self.suffixes) or f".{host}" in self.suffixes):
             return f"host {host!r} is not under ALLOWED_ENDPOINT_SUFFIXES ({','.join(self.suffixes)})"
         return None
 
