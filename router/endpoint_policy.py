@@ -11,11 +11,7 @@ suffix; plain-http loopback (``localhost``, ``127.0.0.1``, ``[::1]``) only when 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 DEFAULT_SUFFIXES = ".openai.azure.com,.cognitiveservices.azure.com,.services.ai.azure.com"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -62,10 +58,6 @@ class EndpointPolicy:
         if why:
             raise ValueError(f"endpoint {url!r} {why}")
         return url.rstrip("/")
-
-    def refused(self, endpoints: Iterable[tuple[str, str | None]]) -> list[str]:
-        """``name: reason`` for each (name, endpoint) pair that fails (None = the default endpoint)."""
-        return [f"{name}: {why}" for name, url in endpoints if url and (why := self.problem(url))]
 
 
 def _shape_problem(parts: SplitResult) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -130,7 +131,7 @@ class Settings(BaseModel):
             _check_tables_endpoint(self.TABLES_ENDPOINT, self.ALLOW_LOOPBACK_ENDPOINTS)
         return self
 
-    @property
+    @cached_property
     def endpoint_policy(self) -> EndpointPolicy:
         """Which hosts may receive the Azure OpenAI token (models' endpoints and AZURE_OPENAI_ENDPOINT)."""
         return EndpointPolicy(parse_suffixes(self.ALLOWED_ENDPOINT_SUFFIXES), self.ALLOW_LOOPBACK_ENDPOINTS)
