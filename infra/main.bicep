@@ -182,6 +182,8 @@ module functionApp 'modules/function-app.bicep' = {
         HEALTH_TABLE: healthTableName
         COSTS_ROLLUP_TABLE: costsRollupTableName
         AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
+        // The app's token goes to this deployment's account only (README, Security): its host, as the suffix.
+        ALLOWED_ENDPOINT_SUFFIXES: '.${split(openAi.outputs.endpoint, '/')[2]}'
         AZURE_OPENAI_API_VERSION: openAiApiVersion
         CLASSIFIER_MODEL: empty(classifierModel) ? deployments[0].name : classifierModel
       },

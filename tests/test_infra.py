@@ -129,7 +129,7 @@ PENDING_SETTINGS = {"HEALTH_TABLE": "health"}
 # Settings the deployed app must get even though Settings gives them a default or None.
 DEPLOYED_SETTINGS = _words(
     """AZURE_CLIENT_ID TABLES_ENDPOINT AZURE_OPENAI_ENDPOINT AZURE_OPENAI_API_VERSION MODELS_TABLE COSTS_TABLE
-    HEALTH_TABLE COSTS_ROLLUP_TABLE CLASSIFIER_MODEL"""
+    HEALTH_TABLE COSTS_ROLLUP_TABLE CLASSIFIER_MODEL ALLOWED_ENDPOINT_SUFFIXES"""
 )
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 RESOURCE_TYPE = re.compile(
@@ -1047,6 +1047,11 @@ def check_app_settings(infra: Infra) -> list[str]:
         expected = f"{infra.module_decl(module_file).name}.outputs.{output}"
         if wired is not None and text(wired) != expected:
             problems.append(f"app setting {name} must be {expected}, is {text(wired)}")
+    # The token may go to the deployed account only: its endpoint's host is the one suffix.
+    pinned = text(settings.get("ALLOWED_ENDPOINT_SUFFIXES"))
+    endpoint = f"{infra.module_decl('openai.bicep').name}.outputs.endpoint"
+    if pinned and pinned != f"'.${{split({endpoint}, '/')[2]}}'":
+        problems.append(f"app setting ALLOWED_ENDPOINT_SUFFIXES must be the host of {endpoint}, is {pinned}")
     return problems
 
 
@@ -1413,6 +1418,12 @@ BROKEN = {
         "      healthTableName\n      costsRollupTableName\n    ]\n  }\n}",
         "      costsRollupTableName\n    ]\n  }\n}",
         "healthTableName is not created",
+    ),
+    "token allowed beyond the deployed account": (
+        "main.bicep",
+        "ALLOWED_ENDPOINT_SUFFIXES: '.${split(openAi.outputs.endpoint, '/')[2]}'",
+        "ALLOWED_ENDPOINT_SUFFIXES: '.openai.azure.com'",
+        "ALLOWED_ENDPOINT_SUFFIXES must be the host of openAi.outputs.endpoint",
     ),
     "host told to use tables": (
         "modules/function-app.bicep",
