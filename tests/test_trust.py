@@ -117,7 +117,7 @@ def test_settings_check_azure_openai_endpoint_and_the_suffix_list() -> None:
 
 
 @pytest.mark.parametrize(
-    "deployment", ["a/b", "../x", "x?api-version=1", "x#y", "x y", "dep\x1b[2J", "d" * 65, ""]
+    "deployment", ["a/b", "../x", "..", ".", "x?api-version=1", "x#y", "x y", "dep\x1b[2J", "d" * 65, ""]
 )
 def test_deployment_names_are_url_safe(deployment: str) -> None:
     with pytest.raises(ValidationError, match="deployment"):

@@ -29,8 +29,8 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=_NAME_PATTERN)
-    # Goes into the upstream URL path (/openai/deployments/<deployment>/...): no slash, dot-dot tricks
-    # beyond a dot, query or escape can reach another path.
+    # Goes into the upstream URL path (/openai/deployments/<deployment>/...): no slash, query, escape
+    # or dot segment may turn it into another path.
     deployment: str = Field(pattern=DEPLOYMENT_PATTERN)
     endpoint: str | None = None
     cost_per_1k_tokens: float = Field(ge=0, allow_inf_nan=False)
@@ -50,6 +50,13 @@ class ModelConfig(BaseModel):
             return None
         policy = (info.context or {}).get("endpoint_policy")
         return policy.check(v) if isinstance(policy, EndpointPolicy) else v.rstrip("/")
+
+    @field_validator("deployment")
+    @classmethod
+    def _not_a_dot_segment(cls, v: str) -> str:
+        if v.strip(".") == "":
+            raise ValueError("deployment must not be a dot segment")
+        return v
 
     @model_validator(mode="after")
     def _finite(self) -> ModelConfig:
