@@ -3,5 +3,10 @@
 import azure.functions as func
 
 from router.api.app import create_app
+from router.logs import quiet_sdks
+
+# The same SDK log levels as `python -m router serve`, without basicConfig: the host owns the handlers
+# (Application Insights). Otherwise azure-core and httpx2 log every request and response at INFO.
+quiet_sdks()
 
 app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.FUNCTION)

@@ -59,6 +59,7 @@ async def run(args: argparse.Namespace) -> dict:
     store = Azurite().start()
     settings = Settings(
         AZURE_OPENAI_ENDPOINT=upstream.url,
+        ALLOW_LOOPBACK_ENDPOINTS=True,
         TABLES_CONNECTION_STRING=store.connection_string,
         CLASSIFIER_TIMEOUT_S=3,
         CIRCUIT_FAILURES=1000,  # measure fallbacks, not circuit-breaking, under random faults

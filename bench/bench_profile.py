@@ -276,6 +276,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         await seed_models(sim_url, azurite.connection_string)
         os.environ.update(
             AZURE_OPENAI_ENDPOINT=sim_url,
+            ALLOW_LOOPBACK_ENDPOINTS="true",
             AZURE_OPENAI_API_VERSION=API_VERSION,
             TABLES_CONNECTION_STRING=azurite.connection_string,
         )

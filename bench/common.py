@@ -246,6 +246,7 @@ def free_port() -> int:
 def bench_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "TABLES_", "IDENTITY_"))}
     env["PYTHONPATH"] = str(REPO_ROOT)
+    env["ALLOW_LOOPBACK_ENDPOINTS"] = "true"  # the simulator is on loopback
     env.update(extra)
     return env
 
@@ -294,7 +295,9 @@ async def seed_models(sim_url: str, tables: str) -> None:
     from router.models.store import upsert_models
     from router.settings import Settings
 
-    settings = Settings(AZURE_OPENAI_ENDPOINT=sim_url, TABLES_CONNECTION_STRING=tables)
+    settings = Settings(
+        AZURE_OPENAI_ENDPOINT=sim_url, ALLOW_LOOPBACK_ENDPOINTS=True, TABLES_CONNECTION_STRING=tables
+    )
     await upsert_models(settings, load_file(SAMPLE_MODELS))
 
 

@@ -60,7 +60,7 @@ def router_app(**overrides: str) -> Any:
     from router.runtime import Runtime
     from router.settings import load_settings
 
-    settings = load_settings({**os.environ, **overrides})
+    settings = load_settings({"ALLOW_LOOPBACK_ENDPOINTS": "true", **os.environ, **overrides})
     return create_app(Runtime(settings, credential=SimulatorCredential()))
 
 

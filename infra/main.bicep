@@ -48,6 +48,11 @@ param costsTableName string = 'costs'
 @maxLength(63)
 param healthTableName string = 'health'
 
+@description('Table holding daily cost roll-ups for reports (COSTS_ROLLUP_TABLE).')
+@minLength(3)
+@maxLength(63)
+param costsRollupTableName string = 'costsdaily'
+
 @description('Azure OpenAI data-plane API version the router calls (AZURE_OPENAI_API_VERSION).')
 param openAiApiVersion string = '2024-10-21'
 
@@ -135,6 +140,7 @@ module storage 'modules/storage.bicep' = {
       modelsTableName
       costsTableName
       healthTableName
+      costsRollupTableName
     ]
   }
 }
@@ -174,7 +180,10 @@ module functionApp 'modules/function-app.bicep' = {
         MODELS_TABLE: modelsTableName
         COSTS_TABLE: costsTableName
         HEALTH_TABLE: healthTableName
+        COSTS_ROLLUP_TABLE: costsRollupTableName
         AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
+        // The app's token goes to this deployment's account only (README, Security): its host, as the suffix.
+        ALLOWED_ENDPOINT_SUFFIXES: '.${split(openAi.outputs.endpoint, '/')[2]}'
         AZURE_OPENAI_API_VERSION: openAiApiVersion
         CLASSIFIER_MODEL: empty(classifierModel) ? deployments[0].name : classifierModel
       },
@@ -190,6 +199,12 @@ module rbac 'modules/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     openAiAccountName: openAi.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    modelsTableName: modelsTableName
+    dataTableNames: [
+      costsTableName
+      healthTableName
+      costsRollupTableName
+    ]
     appPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
     userPrincipalType: principalType
@@ -208,5 +223,6 @@ output AZURE_OPENAI_API_VERSION string = openAiApiVersion
 output MODELS_TABLE string = modelsTableName
 output COSTS_TABLE string = costsTableName
 output HEALTH_TABLE string = healthTableName
+output COSTS_ROLLUP_TABLE string = costsRollupTableName
 @description('The deployments parameter as JSON; the postprovision hook builds the catalogue from it.')
 output AZURE_OPENAI_DEPLOYMENTS string = string(deployments)

@@ -8,6 +8,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from router.errors import SettingsError
 from router.evaluation import cli as evaluation_cli
 from router.logs import configure_logging
@@ -15,6 +17,7 @@ from router.models.config import cheapest_first, load_file
 from router.models.store import read_models, upsert_models
 from router.reports import cli as reports_cli
 from router.settings import Settings, load_settings
+from router.terminal import printable
 
 
 def _settings() -> Settings:
@@ -32,8 +35,14 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_models_load(args: argparse.Namespace) -> int:
-    models = load_file(args.file)
+    """Refuses the whole file when one entry is invalid, an endpoint outside the policy included: the
+    router would skip that entry anyway, so loading it would only hide the mistake."""
     settings = _settings()
+    try:
+        models = load_file(args.file, settings.endpoint_policy)
+    except ValidationError as exc:
+        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        return 2
     asyncio.run(upsert_models(settings, models))
     print(f"upserted {len(models)} model config(s) into table {settings.MODELS_TABLE!r}")
     return 0
@@ -49,8 +58,8 @@ def run_models_list(args: argparse.Namespace) -> int:
     for m in sorted(models, key=cheapest_first):
         print(
             row.format(
-                m.name,
-                m.deployment,
+                printable(m.name),
+                printable(m.deployment),
                 f"{m.cost_per_1k_tokens:.6f}",
                 f"{m.input_price:.6f}",
                 f"{m.output_price:.6f}",

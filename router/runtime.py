@@ -104,7 +104,9 @@ class Runtime:
 
     # -- what the service reads and writes -------------------------------------------------------
     async def _load_models(self) -> list[ModelConfig]:
-        return await read_table(await self._cached_table(self.settings.MODELS_TABLE))
+        return await read_table(
+            await self._cached_table(self.settings.MODELS_TABLE), self.settings.endpoint_policy
+        )
 
     async def _write_cost(self, entity: dict[str, Any]) -> object:
         from azure.data.tables import UpdateMode

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from router.classifiers import names
+from router.endpoint_policy import DEFAULT_SUFFIXES, LOOPBACK_HOSTS, EndpointPolicy, parse_suffixes
 from router.errors import SettingsError
 
 _TABLE_NAME = r"^[A-Za-z][A-Za-z0-9]{2,62}$"
@@ -26,6 +29,14 @@ class Settings(BaseModel):
         None, description="Default Azure OpenAI endpoint (https://<name>.openai.azure.com)."
     )
     AZURE_OPENAI_API_VERSION: str = Field("2024-10-21", min_length=1)
+    ALLOWED_ENDPOINT_SUFFIXES: str = Field(
+        DEFAULT_SUFFIXES,
+        description="Comma list of host suffixes a model endpoint (which gets the managed identity's "
+        "token) must end with.",
+    )
+    ALLOW_LOOPBACK_ENDPOINTS: bool = Field(
+        False, description="Accept http(s)://localhost|127.0.0.1|[::1] endpoints: local runs and tests only."
+    )
     AZURE_CLIENT_ID: str | None = Field(
         None, description="Client id of the user-assigned managed identity; unset = DefaultAzureCredential."
     )
@@ -50,6 +61,11 @@ class Settings(BaseModel):
     MAX_BODY_BYTES: int = Field(1_048_576, gt=0, le=100 * 1_048_576)
     REQUEST_TIMEOUT_S: float = Field(60.0, gt=0, le=600, description="Overall budget of one request.")
     LOG_PROMPTS: bool = False
+    DOCS_ENABLED: bool = Field(
+        default_factory=lambda: not under_functions_host(os.environ),
+        description="Serve /api/docs (Swagger UI, whose page loads its script from a public CDN). "
+        "Default: off under the Functions host, on elsewhere; /api/openapi.json is always served.",
+    )
     # Reports
     REPORT_MAX_DAYS: int = Field(92, ge=1, le=3660, description="Longest from..to range a report accepts.")
     REPORT_ROLLUP_DELAY_MINUTES: int = Field(
@@ -61,6 +77,9 @@ class Settings(BaseModel):
     HEALTH_REFRESH_S: float = Field(2.0, gt=0, le=3600, description="How stale shared cooldowns may be.")
     COOLDOWN_DEFAULT_S: float = Field(
         10.0, ge=0, le=3600, description="Cooldown after a 429 without Retry-After."
+    )
+    COOLDOWN_MAX_S: float = Field(
+        300.0, gt=0, le=3600, description="Longest cooldown one Retry-After or one shared health row sets."
     )
     CIRCUIT_FAILURES: int = Field(3, ge=1, le=1000, description="Consecutive failures that open the circuit.")
     CIRCUIT_OPEN_S: float = Field(30.0, gt=0, le=3600, description="How long an open circuit skips a model.")
@@ -77,12 +96,13 @@ class Settings(BaseModel):
 
     @field_validator("AZURE_OPENAI_ENDPOINT", "TABLES_ENDPOINT")
     @classmethod
-    def _https_url(cls, v: str | None) -> str | None:
-        if v is None or v == "":
-            return None
-        if not v.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-            raise ValueError("must be an https:// URL")
-        return v.rstrip("/")
+    def _empty_url_is_unset(cls, v: str | None) -> str | None:
+        return v.rstrip("/") if v else None
+
+    @field_validator("ALLOWED_ENDPOINT_SUFFIXES")
+    @classmethod
+    def _suffixes(cls, v: str) -> str:
+        return ",".join(parse_suffixes(v))
 
     @field_validator("CLASSIFIER")
     @classmethod
@@ -102,7 +122,37 @@ class Settings(BaseModel):
             raise ValueError("TABLES_ENDPOINT (Azure) or TABLES_CONNECTION_STRING (Azurite) must be set")
         if self.JUDGE_LOW > self.JUDGE_HIGH:
             raise ValueError("JUDGE_LOW must be <= JUDGE_HIGH")
+        if max(self.COOLDOWN_DEFAULT_S, self.CIRCUIT_OPEN_S) > self.COOLDOWN_MAX_S:
+            raise ValueError("COOLDOWN_DEFAULT_S and CIRCUIT_OPEN_S must be <= COOLDOWN_MAX_S")
+        why = self.AZURE_OPENAI_ENDPOINT and self.endpoint_policy.problem(self.AZURE_OPENAI_ENDPOINT)
+        if why:
+            raise ValueError(f"AZURE_OPENAI_ENDPOINT {why}")
+        if self.TABLES_ENDPOINT:
+            _check_tables_endpoint(self.TABLES_ENDPOINT, self.ALLOW_LOOPBACK_ENDPOINTS)
         return self
+
+    @cached_property
+    def endpoint_policy(self) -> EndpointPolicy:
+        """Which hosts may receive the Azure OpenAI token (models' endpoints and AZURE_OPENAI_ENDPOINT)."""
+        return EndpointPolicy(parse_suffixes(self.ALLOWED_ENDPOINT_SUFFIXES), self.ALLOW_LOOPBACK_ENDPOINTS)
+
+
+def _check_tables_endpoint(url: str, allow_loopback: bool) -> None:
+    """The storage token's endpoint: https (any host: sovereign clouds, custom domains, a path for an
+    emulator account), plain http only to loopback when allowed."""
+    parts = urlsplit(url)
+    if parts.username or parts.password or parts.query or parts.fragment or not parts.hostname:
+        raise ValueError("TABLES_ENDPOINT must be a plain https:// URL")
+    if parts.scheme == "https" or (
+        allow_loopback and parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+    ):
+        return
+    raise ValueError("TABLES_ENDPOINT must be an https:// URL")
+
+
+def under_functions_host(env: Mapping[str, str]) -> bool:
+    """Running in Azure Functions (or ``func start``): the host sets these, nothing else does."""
+    return bool(env.get("FUNCTIONS_WORKER_RUNTIME") or env.get("WEBSITE_INSTANCE_ID"))
 
 
 def required_settings() -> list[str]:
@@ -112,7 +162,8 @@ def required_settings() -> list[str]:
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
-    values = {name: env[name] for name in Settings.model_fields if name in env}
+    values: dict[str, object] = {name: env[name] for name in Settings.model_fields if name in env}
+    values.setdefault("DOCS_ENABLED", not under_functions_host(env))
     try:
         return Settings(**values)
     except ValidationError as exc:

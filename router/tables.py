@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from router.credentials import create_credential
@@ -30,11 +30,18 @@ def create_service_client(
 
 
 async def ensure_table(service: TableServiceClient, name: str) -> TableClient:
-    """The table client, creating the table on first use (idempotent across instances)."""
-    from azure.core.exceptions import ResourceExistsError  # azure-core loads with the first table call
+    """The table client, creating the table on first use (idempotent across instances). In Azure the
+    deployment creates every table and the app's roles are scoped to single tables, which need not
+    allow creating one: a refused create (403) leaves the table as the deployment made it."""
+    from azure.core.exceptions import HttpResponseError, ResourceExistsError  # loads with the first call
 
-    with suppress(ResourceExistsError):
+    try:
         await service.create_table(name)
+    except ResourceExistsError:
+        pass
+    except HttpResponseError as exc:
+        if exc.status_code != 403:
+            raise
     return service.get_table_client(name)
 
 

@@ -156,6 +156,7 @@ def settings_factory(
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "AZURE_OPENAI_ENDPOINT": sim_server.url,
+            "ALLOW_LOOPBACK_ENDPOINTS": True,  # the simulator is on loopback
             "AZURE_CLIENT_ID": CLIENT_ID,
             "TABLES_CONNECTION_STRING": azurite.connection_string,
             "MODELS_TABLE": unique("models"),

@@ -21,6 +21,7 @@ def function_app_module(monkeypatch, azurite, simulator_server):
     _, sim_server = simulator_server
     env = {
         "AZURE_OPENAI_ENDPOINT": sim_server.url,
+        "ALLOW_LOOPBACK_ENDPOINTS": "true",
         "AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
         "TABLES_CONNECTION_STRING": azurite.connection_string,
         "MODELS_TABLE": unique("models"),

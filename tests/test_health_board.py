@@ -43,7 +43,27 @@ def test_429_without_retry_after_uses_the_default_and_is_capped():
     b.on_failure("m", "http_429", None)
     assert 9.9 < b.cooldown_remaining("m") <= 10
     b.on_failure("n", "http_429", 10**9)
-    assert b.cooldown_remaining("n") == 3600
+    assert b.cooldown_remaining("n") == 300  # max_cooldown_s (COOLDOWN_MAX_S) defaults to 300
+
+
+def test_shared_rows_beyond_the_cap_are_ignored_and_expired_rows_count_for_nothing():
+    now = [1000.0]
+    b = board(now)
+    rows = [
+        {"RowKey": "far", "cooldown_until": now[0] + 10**9},  # no instance writes this
+        {"RowKey": "near", "cooldown_until": now[0] + 60},
+        {"RowKey": "gone", "cooldown_until": now[0] - 1},
+        {"RowKey": "junk", "cooldown_until": "soon"},
+    ]
+    for _ in range(3):  # refresh after refresh: a clamp relative to now would be a rolling ban
+        b.merge(rows)
+        now[0] += 1
+    assert b.try_acquire("far") and b.try_acquire("gone") and b.try_acquire("junk")
+    assert not b.try_acquire("near")
+    now[0] += 60
+    b.merge(rows)
+    assert b.try_acquire("near")  # expired now, and re-merging the row changes nothing
+    assert b.snapshot() == {}
 
 
 def test_retry_after_header_forms():

@@ -37,6 +37,7 @@ def live_app(azurite, simulator_server, managed_identity_env):
     _, sim_server = simulator_server
     s = Settings(
         AZURE_OPENAI_ENDPOINT=sim_server.url,
+        ALLOW_LOOPBACK_ENDPOINTS=True,
         AZURE_CLIENT_ID=CLIENT_ID,
         TABLES_CONNECTION_STRING=azurite.connection_string,
         MODELS_TABLE=unique("models"),

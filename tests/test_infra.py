@@ -42,17 +42,33 @@ INFRA = ROOT / "infra"
 BUILT_IN_ROLES = {
     "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "storageTableDataReader": "76199698-9eea-4c19-bc75-cec21354c6b6",
     "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "cognitiveServicesOpenAIUser": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",
     "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
 }
-# Which resource type each role must be scoped to (least privilege: not the resource group).
-ROLE_SCOPES = {
-    "storageBlobDataOwner": "Microsoft.Storage/storageAccounts",
-    "storageQueueDataContributor": "Microsoft.Storage/storageAccounts",
-    "storageTableDataContributor": "Microsoft.Storage/storageAccounts",
-    "cognitiveServicesOpenAIUser": "Microsoft.CognitiveServices/accounts",
-    "monitoringMetricsPublisher": "Microsoft.Insights/components",
+# Each principal's roles and the one resource type each is scoped to (least privilege: never the
+# resource group). The app's table roles are per table (a role assignment may be scoped to one table:
+# learn.microsoft.com/azure/storage/tables/assign-azure-role-data-access): Reader on models, Contributor
+# on the others, nothing table-wide on the account, which would include write on models.
+ACCOUNT = "Microsoft.Storage/storageAccounts"
+TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
+EXPECTED_GRANTS = {
+    "appPrincipalId": {
+        "storageBlobDataOwner": ACCOUNT,
+        "storageQueueDataContributor": ACCOUNT,
+        "storageTableDataReader": TABLE,
+        "storageTableDataContributor": TABLE,
+        "cognitiveServicesOpenAIUser": "Microsoft.CognitiveServices/accounts",
+        "monitoringMetricsPublisher": "Microsoft.Insights/components",
+    },
+    "userPrincipalId": {
+        "storageBlobDataOwner": ACCOUNT,
+        "storageQueueDataContributor": ACCOUNT,
+        "storageTableDataContributor": ACCOUNT,  # writes the catalogue (postprovision hook)
+        "cognitiveServicesOpenAIUser": "Microsoft.CognitiveServices/accounts",
+        "monitoringMetricsPublisher": "Microsoft.Insights/components",
+    },
 }
 
 # Pinned GA API versions. A new resource type, or a version bump, is a deliberate edit here.
@@ -113,7 +129,7 @@ PENDING_SETTINGS = {"HEALTH_TABLE": "health"}
 # Settings the deployed app must get even though Settings gives them a default or None.
 DEPLOYED_SETTINGS = _words(
     """AZURE_CLIENT_ID TABLES_ENDPOINT AZURE_OPENAI_ENDPOINT AZURE_OPENAI_API_VERSION MODELS_TABLE COSTS_TABLE
-    HEALTH_TABLE CLASSIFIER_MODEL"""
+    HEALTH_TABLE COSTS_ROLLUP_TABLE CLASSIFIER_MODEL ALLOWED_ENDPOINT_SUFFIXES"""
 )
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 RESOURCE_TYPE = re.compile(
@@ -810,7 +826,7 @@ def role_table(bicep: BicepFile) -> Decl | None:
 
 def check_role_assignments(infra: Infra) -> list[str]:
     problems: list[str] = []
-    granted: dict[str, dict[str, str]] = {}  # principal expression -> role key -> scope resource type
+    granted: dict[str, dict[str, set[str]]] = {}  # principal expression -> role key -> scope resource types
     conditional: dict[str, bool] = {}
     verified = set(BUILT_IN_ROLES.values())
     for bicep in infra.files.values():
@@ -838,12 +854,35 @@ def check_role_assignments(infra: Infra) -> list[str]:
         problems.append(
             f"rbac module: appPrincipalId must be the app identity's principalId, is {app_principal!r}"
         )
-    for principal in ("appPrincipalId", "userPrincipalId"):
-        missing = set(BUILT_IN_ROLES) - set(granted.get(principal, {}))
+    for principal, expected in EXPECTED_GRANTS.items():
+        got = granted.get(principal, {})
+        missing = set(expected) - set(got)
         if missing:
             problems.append(f"{principal} lacks roles: {', '.join(sorted(missing))}")
+        for key, scopes in sorted(got.items()):
+            if scopes != {expected.get(key)}:
+                where_ = ", ".join(sorted(scopes))
+                problems.append(
+                    f"{principal}: {key} must be scoped to {expected.get(key)} only, not {where_}"
+                )
     if granted.get("userPrincipalId") and not conditional.get("userPrincipalId"):
         problems.append("user role assignments must be conditional on a principalId being given")
+    return [*problems, *_check_table_split(infra)]
+
+
+def _check_table_split(infra: Infra) -> list[str]:
+    """The rbac module reads models and writes the others: models is never among the written tables."""
+    rbac = infra.module_decl("rbac.bicep")
+    problems = []
+    if text(prop(rbac.body, "params.modelsTableName")) != "modelsTableName":
+        problems.append("rbac module: modelsTableName must be the modelsTableName param")
+    written = prop(rbac.body, "params.dataTableNames")
+    names = {text(n) for n in named(written)} if written is not None and written.type == "array" else set()
+    if "modelsTableName" in names:
+        problems.append("rbac module: the models table must not be in dataTableNames (the app only reads it)")
+    for table in ("costsTableName", "healthTableName", "costsRollupTableName"):
+        if table not in names:
+            problems.append(f"rbac module: dataTableNames lacks {table}")
     return problems
 
 
@@ -883,12 +922,11 @@ def _check_assignment(
     keys = _role_keys(bicep, role, decl, role_var)
     if keys is None:
         return [*problems, f"{label}: cannot tell which role {text(role)} is"]
-    scope_decl = bicep.by_kind("resource").get(text(scope))
+    # `tables[i]`: one element of a resource loop, whose type is the loop's.
+    scope_decl = bicep.by_kind("resource").get(text(scope).split("[")[0])
     scope_type = scope_decl.type_string.split("@")[0] if scope_decl else "?"
     for key in sorted(keys):
-        if ROLE_SCOPES.get(key) != scope_type:
-            problems.append(f"{label}: {key} must be scoped to {ROLE_SCOPES.get(key)}, not {scope_type}")
-        granted.setdefault(text(principal), {})[key] = scope_type
+        granted.setdefault(text(principal), {}).setdefault(key, set()).add(scope_type)
     is_conditional = any(n.type == "if_statement" for n in walk(named(decl.node)[-1]))
     conditional[text(principal)] = conditional.get(text(principal), True) and is_conditional
     return problems
@@ -985,12 +1023,16 @@ def check_app_settings(infra: Infra) -> list[str]:
         "AzureWebJobsStorage__clientId",
         "AzureWebJobsStorage__blobServiceUri",
         "AzureWebJobsStorage__queueServiceUri",
-        "AzureWebJobsStorage__tableServiceUri",
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
     ):
         if name not in settings:
             problems.append(f"host setting {name} is not set on the function app")
+    if "AzureWebJobsStorage__tableServiceUri" in settings:
+        # Host diagnostic events in tables need Table Data Contributor on the account (= write on models).
+        problems.append(
+            "host setting AzureWebJobsStorage__tableServiceUri: the identity has no account-wide table role"
+        )
     auth = text(settings.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"))
     if auth and "Authorization=AAD" not in auth:
         problems.append("APPLICATIONINSIGHTS_AUTHENTICATION_STRING must use Authorization=AAD")
@@ -1005,6 +1047,11 @@ def check_app_settings(infra: Infra) -> list[str]:
         expected = f"{infra.module_decl(module_file).name}.outputs.{output}"
         if wired is not None and text(wired) != expected:
             problems.append(f"app setting {name} must be {expected}, is {text(wired)}")
+    # The token may go to the deployed account only: its endpoint's host is the one suffix.
+    pinned = text(settings.get("ALLOWED_ENDPOINT_SUFFIXES"))
+    endpoint = f"{infra.module_decl('openai.bicep').name}.outputs.endpoint"
+    if pinned and pinned != f"'.${{split({endpoint}, '/')[2]}}'":
+        problems.append(f"app setting ALLOWED_ENDPOINT_SUFFIXES must be the host of {endpoint}, is {pinned}")
     return problems
 
 
@@ -1029,7 +1076,7 @@ def check_main_contract(infra: Infra) -> list[str]:
     storage = infra.module_decl("storage.bicep")
     tables = prop(storage.body, "params.tableNames")
     given = {text(n) for n in named(tables)} if tables is not None and tables.type == "array" else set()
-    for param in ("modelsTableName", "costsTableName", "healthTableName"):
+    for param in ("modelsTableName", "costsTableName", "healthTableName", "costsRollupTableName"):
         if param not in given:
             problems.append(f"main.bicep: table {param} is not created (storage tableNames)")
     parameters_file = infra.folder / "main.parameters.json"
@@ -1301,15 +1348,33 @@ BROKEN = {
     ),
     "app identity loses a role": (
         "modules/rbac.bicep",
-        "  roles.storageQueueDataContributor\n  roles.storageTableDataContributor\n]",
-        "  roles.storageQueueDataContributor\n]",
-        "appPrincipalId lacks roles: storageTableDataContributor",
+        "var appAccountRoles = [\n  roles.storageBlobDataOwner\n  roles.storageQueueDataContributor\n]",
+        "var appAccountRoles = [\n  roles.storageBlobDataOwner\n]",
+        "appPrincipalId lacks roles: storageQueueDataContributor",
     ),
     "role at the wrong scope": (
         "modules/rbac.bicep",
         "  scope: applicationInsights\n  properties: {\n    principalId: appPrincipalId",
         "  scope: storage\n  properties: {\n    principalId: appPrincipalId",
         "monitoringMetricsPublisher must be scoped to Microsoft.Insights/components",
+    ),
+    "app gets table rights on the whole account": (
+        "modules/rbac.bicep",
+        "var appAccountRoles = [\n  roles.storageBlobDataOwner\n",
+        "var appAccountRoles = [\n  roles.storageBlobDataOwner\n  roles.storageTableDataContributor\n",
+        f"storageTableDataContributor must be scoped to {TABLE} only",
+    ),
+    "app may write the models table": (
+        "main.bicep",
+        "    dataTableNames: [\n      costsTableName\n",
+        "    dataTableNames: [\n      modelsTableName\n      costsTableName\n",
+        "the models table must not be in dataTableNames",
+    ),
+    "app reads models through the wrong role": (
+        "modules/rbac.bicep",
+        "  scope: modelsTable\n",
+        "  scope: storage\n",
+        f"storageTableDataReader must be scoped to {TABLE} only",
     ),
     "required app setting missing": (
         "main.bicep",
@@ -1350,9 +1415,22 @@ BROKEN = {
     ),
     "table not created": (
         "main.bicep",
-        "      healthTableName\n    ]",
-        "    ]",
+        "      healthTableName\n      costsRollupTableName\n    ]\n  }\n}",
+        "      costsRollupTableName\n    ]\n  }\n}",
         "healthTableName is not created",
+    ),
+    "token allowed beyond the deployed account": (
+        "main.bicep",
+        "ALLOWED_ENDPOINT_SUFFIXES: '.${split(openAi.outputs.endpoint, '/')[2]}'",
+        "ALLOWED_ENDPOINT_SUFFIXES: '.openai.azure.com'",
+        "ALLOWED_ENDPOINT_SUFFIXES must be the host of openAi.outputs.endpoint",
+    ),
+    "host told to use tables": (
+        "modules/function-app.bicep",
+        "AzureWebJobsStorage__credential: 'managedidentity'\n",
+        "AzureWebJobsStorage__credential: 'managedidentity'\n"
+        "  AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table\n",
+        "the identity has no account-wide table role",
     ),
     "parameters file names an unknown param": (
         "main.parameters.json",
@@ -1488,7 +1566,17 @@ def test_bicep_json_output_is_what_the_generator_reads(infra: Infra) -> None:
 
 def test_azure_yaml_declares_the_function_service_and_hook() -> None:
     config = yaml.safe_load((ROOT / "azure.yaml").read_text())
-    assert config["services"]["api"] == {"project": ".", "language": "python", "host": "function"}
+    api = config["services"]["api"]
+    assert {k: api[k] for k in ("project", "language", "host")} == {
+        "project": ".",
+        "language": "python",
+        "host": "function",
+    }
+    # The package is built from requirements.lock with --require-hashes (tests/test_trust.py), not remotely.
+    assert api["remoteBuild"] is False
+    for platform, script in (("posix", "package.sh"), ("windows", "package.ps1")):
+        run = api["hooks"]["prepackage"][platform]["run"]
+        assert run.endswith(script) and (ROOT / run).is_file()
     assert config["infra"] == {"provider": "bicep", "path": "infra", "module": "main"}
     hook = config["hooks"]["postprovision"]
     for platform, script in (("posix", "postprovision.sh"), ("windows", "postprovision.ps1")):

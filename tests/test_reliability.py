@@ -265,6 +265,7 @@ async def test_two_instances_share_a_cooldown_through_table_storage(azurite, sim
     env = {
         **os.environ,
         "AZURE_OPENAI_ENDPOINT": sim_server.url,
+        "ALLOW_LOOPBACK_ENDPOINTS": "true",
         "AZURE_CLIENT_ID": CLIENT_ID,
         "TABLES_CONNECTION_STRING": azurite.connection_string,
         "MODELS_TABLE": models_table,

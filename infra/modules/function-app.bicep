@@ -39,7 +39,9 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
   name: applicationInsightsName
 }
 
-// Host settings. AzureWebJobsStorage uses the managed identity (no connection string). The
+// Host settings. AzureWebJobsStorage uses the managed identity (no connection string), blobs and queues
+// only: no tableServiceUri, because the host's one table use (diagnostic events, optional) would need
+// Table Data Contributor on the whole account, which includes write on the models table. The
 // Application Insights connection string carries only the ingestion endpoint and the component's
 // instrumentation id: with local auth disabled on the component it grants nothing without the Entra
 // token named by APPLICATIONINSIGHTS_AUTHENTICATION_STRING.
@@ -48,7 +50,6 @@ var hostSettings = {
   AzureWebJobsStorage__clientId: identityClientId
   AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
   AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
-  AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
 }

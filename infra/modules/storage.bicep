@@ -9,7 +9,8 @@ param tags object = {}
 @description('Blob container that holds the Flex Consumption deployment package.')
 param deploymentContainerName string
 
-@description('Tables the router uses (models, costs, health).')
+// The app cannot create tables (its roles are per table, rbac.bicep): every table it uses is created here.
+@description('Tables the router uses (models, costs, health, cost roll-ups).')
 param tableNames string[]
 
 resource storage 'Microsoft.Storage/storageAccounts@2025-01-01' = {

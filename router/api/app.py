@@ -37,7 +37,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         title="Azure LLM model router",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url="/api/docs" if settings.DOCS_ENABLED else None,
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )

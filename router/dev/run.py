@@ -35,6 +35,8 @@ def run(host: str, port: int) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     azurite: Azurite | None = None
     env = os.environ
+    # Local only: the simulator (or a loopback proxy) may receive the token; Azure never sets this.
+    env.setdefault("ALLOW_LOOPBACK_ENDPOINTS", "true")
     if not env.get("TABLES_CONNECTION_STRING") and not env.get("TABLES_ENDPOINT"):
         workdir = str(REPO_ROOT / ".azurite")
         azurite = Azurite(port=int(env.get("AZURITE_TABLE_PORT", "10002")), workdir=workdir).start()

@@ -59,6 +59,7 @@ class SharedHealth:
             circuit_open_s=settings.CIRCUIT_OPEN_S,
             default_cooldown_s=settings.COOLDOWN_DEFAULT_S,
             refresh_s=settings.HEALTH_REFRESH_S,
+            max_cooldown_s=settings.COOLDOWN_MAX_S,
         )
         return cls(board, instance_id=instance_id, reader=reader, writer=writer)
 

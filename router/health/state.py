@@ -12,6 +12,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# Clocks of two instances may disagree by this much: a row another instance wrote at its cap is still
+# within the cap here.
+CLOCK_SKEW_S = 5.0
+
 
 @dataclass
 class ModelHealth:
@@ -34,7 +38,7 @@ class HealthBoard:
         default_cooldown_s: float,
         refresh_s: float = math.inf,
         clock: Callable[[], float] = time.time,
-        max_cooldown_s: float = 3600.0,
+        max_cooldown_s: float = 300.0,
     ) -> None:
         self._states: dict[str, ModelHealth] = {}
         self._circuit_failures = circuit_failures
@@ -114,19 +118,22 @@ class HealthBoard:
 
     def merge(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Merge shared rows (``RowKey`` = model, ``cooldown_until``, ``reason``): a cooldown another
-        instance saw applies here too. A bad row cannot ban a model for long."""
+        instance saw applies here too. A row expiring further ahead than ``max_cooldown_s`` no instance
+        wrote (each caps its own), so it is ignored, not clamped: a clamp relative to now, re-applied
+        on every refresh, would ban the model for as long as the row stays. An expired row counts for
+        nothing."""
         now = self.clock()
+        latest = now + self._max_cooldown_s + CLOCK_SKEW_S
         for row in rows:
             name = str(row.get("RowKey", ""))
             try:
                 until = float(row.get("cooldown_until", 0.0))
             except (TypeError, ValueError):
                 continue
-            if not name or not math.isfinite(until):
+            if not name or not math.isfinite(until) or not now < until <= latest:
                 continue
-            until = min(until, now + self._max_cooldown_s)
             state = self._state(name)
-            if until > state.cooldown_until and until > now:
+            if until > state.cooldown_until:
                 state.cooldown_until = until
                 state.reason = str(row.get("reason", "shared cooldown"))
 

@@ -8,17 +8,30 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from router.endpoint_policy import EndpointPolicy
 
 MODELS_PARTITION = "models"
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+DEPLOYMENT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
 
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=_NAME_PATTERN)
-    deployment: str = Field(min_length=1, max_length=64)
+    # Goes into the upstream URL path (/openai/deployments/<deployment>/...): no slash, query, escape
+    # or dot segment may turn it into another path.
+    deployment: str = Field(pattern=DEPLOYMENT_PATTERN)
     endpoint: str | None = None
     cost_per_1k_tokens: float = Field(ge=0, allow_inf_nan=False)
     input_cost_per_1k: float | None = Field(None, ge=0, allow_inf_nan=False)
@@ -30,12 +43,20 @@ class ModelConfig(BaseModel):
 
     @field_validator("endpoint")
     @classmethod
-    def _endpoint(cls, v: str | None) -> str | None:
+    def _endpoint(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """Checked against the ``EndpointPolicy`` in the validation context when there is one (table
+        reads, ``models load``); always checked again before a call carries a token."""
         if not v:
             return None
-        if not v.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-            raise ValueError("endpoint must be an https:// URL")
-        return v.rstrip("/")
+        policy = (info.context or {}).get("endpoint_policy")
+        return policy.check(v) if isinstance(policy, EndpointPolicy) else v.rstrip("/")
+
+    @field_validator("deployment")
+    @classmethod
+    def _not_a_dot_segment(cls, v: str) -> str:
+        if v.strip(".") == "":
+            raise ValueError("deployment must not be a dot segment")
+        return v
 
     @model_validator(mode="after")
     def _finite(self) -> ModelConfig:
@@ -60,12 +81,13 @@ class ModelConfig(BaseModel):
         return entity
 
     @classmethod
-    def from_entity(cls, entity: Mapping[str, Any]) -> ModelConfig:
+    def from_entity(cls, entity: Mapping[str, Any], policy: EndpointPolicy | None = None) -> ModelConfig:
         data = {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey", "Timestamp")}
         data = {k: v for k, v in data.items() if not k.startswith("odata") and k in cls.model_fields}
         # Int64 values come back as an EntityProperty (a (value, edm_type) named tuple).
         data = {k: (v[0] if isinstance(v, tuple) else v) for k, v in data.items()}
-        return cls(name=str(entity.get("RowKey", "")), **data)
+        data["name"] = str(entity.get("RowKey", ""))
+        return cls.model_validate(data, context={"endpoint_policy": policy})
 
 
 def cheapest_first(model: ModelConfig) -> tuple[float, str]:
@@ -78,22 +100,26 @@ def most_capable_first(model: ModelConfig) -> tuple[float, float, str]:
     return (-model.max_complexity, model.cost_per_1k_tokens, model.name)
 
 
-def parse_entities(entities: Iterable[Mapping[str, Any]], warn: Any) -> list[ModelConfig]:
-    """Valid configs from raw entities; an invalid one is skipped with a warning naming it."""
+def parse_entities(
+    entities: Iterable[Mapping[str, Any]], warn: Any, policy: EndpointPolicy | None = None
+) -> list[ModelConfig]:
+    """Valid configs from raw entities; an invalid one (an endpoint ``policy`` refuses, too) is skipped
+    with a warning naming it."""
     models = []
     for entity in entities:
         try:
-            models.append(ModelConfig.from_entity(entity))
+            models.append(ModelConfig.from_entity(entity, policy))
         except (ValidationError, TypeError, ValueError) as exc:
             warn("skipping invalid model config %r: %s", entity.get("RowKey"), _short(exc))
     return models
 
 
-def load_file(path: str | Path) -> list[ModelConfig]:
-    """Configs from a JSON file: a list of objects, or ``{"models": [...]}``."""
+def load_file(path: str | Path, policy: EndpointPolicy | None = None) -> list[ModelConfig]:
+    """Configs from a JSON file: a list of objects, or ``{"models": [...]}``; with a ``policy``, an
+    endpoint it refuses fails the load (ValidationError)."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     items = raw["models"] if isinstance(raw, dict) else raw
-    return [ModelConfig(**item) for item in items]
+    return [ModelConfig.model_validate(item, context={"endpoint_policy": policy}) for item in items]
 
 
 def _short(exc: Exception) -> str:

@@ -12,17 +12,19 @@ from router.tables import ensure_table, open_service
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
+    from router.endpoint_policy import EndpointPolicy
     from router.settings import Settings
 
 log = logging.getLogger("router.models")
 
 
-async def read_table(table: TableClient) -> list[ModelConfig]:
-    """Valid configs in the models partition (the partition key is a constant, never user text)."""
+async def read_table(table: TableClient, policy: EndpointPolicy) -> list[ModelConfig]:
+    """Valid configs in the models partition (the partition key is a constant, never user text); an
+    entity whose endpoint ``policy`` refuses is skipped with a warning naming it."""
     entities = [
         e async for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": MODELS_PARTITION})
     ]
-    return parse_entities(entities, log.warning)
+    return parse_entities(entities, log.warning, policy)
 
 
 async def upsert_table(table: TableClient, models: Sequence[ModelConfig]) -> None:
@@ -34,7 +36,7 @@ async def upsert_table(table: TableClient, models: Sequence[ModelConfig]) -> Non
 
 async def read_models(settings: Settings) -> list[ModelConfig]:
     async with open_service(settings) as service:
-        return await read_table(await ensure_table(service, settings.MODELS_TABLE))
+        return await read_table(await ensure_table(service, settings.MODELS_TABLE), settings.endpoint_policy)
 
 
 async def upsert_models(settings: Settings, models: Sequence[ModelConfig]) -> None:

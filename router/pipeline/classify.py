@@ -84,7 +84,7 @@ class Classifier:
         try:
             reply = await asyncio.wait_for(
                 self.upstream.chat(
-                    endpoint_for(judge, self.settings.AZURE_OPENAI_ENDPOINT),
+                    endpoint_for(judge, self.settings),
                     judge.deployment,
                     judge_messages(query),
                     timeout_s=timeout_s,

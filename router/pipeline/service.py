@@ -86,7 +86,7 @@ class RouterService:
         return Deadline.for_request(self.settings.REQUEST_TIMEOUT_S, constraints)
 
     def endpoint_for(self, model: ModelConfig) -> str:
-        return endpoint_for(model, self.settings.AZURE_OPENAI_ENDPOINT)
+        return endpoint_for(model, self.settings)
 
     # -- the stages ---------------------------------------------------------------------------
     async def plan(self, request: PlanRequest, deadline: Deadline) -> Plan:

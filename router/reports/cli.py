@@ -16,6 +16,7 @@ from router.reports.period import Period, parse_period
 from router.reports.store import Sources, load_cube
 from router.settings import Settings, load_settings
 from router.tables import ensure_table, open_service
+from router.terminal import printable
 
 
 def add_commands(subparsers: Any) -> None:
@@ -160,7 +161,7 @@ def _group_table(by: str, groups: list[dict[str, Any]]) -> list[str]:
     ]
     rows = [
         [
-            str(g[by]),
+            printable(g[by]),  # table-sourced: a model name, an api, a day
             f"{g['calls']:,}",
             f"{g['share_of_calls'] * 100:.1f}%",
             f"{g['errors']:,}",
