@@ -37,6 +37,7 @@ class Classification:
     judge_prompt_tokens: int = 0
     judge_completion_tokens: int = 0
     judge_cost_usd: float = 0.0
+    judge_usage_estimated: bool = False
 
 
 class Classifier:
@@ -105,6 +106,7 @@ class Classifier:
             judge_prompt_tokens=reply.prompt_tokens,
             judge_completion_tokens=reply.completion_tokens,
             judge_cost_usd=pricing.call_cost(judge, reply.prompt_tokens, reply.completion_tokens),
+            judge_usage_estimated=reply.usage_estimated,
         )
 
     def _judge_model(self, models: tuple[ModelConfig, ...]) -> ModelConfig | None:

@@ -145,7 +145,7 @@ class RouterService:
         outcome = Outcome(
             request_id=request_id, api="route", model=execution.model, latency_ms=latency_ms,
             failed=execution.failed, prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
+            completion_tokens=completion.completion_tokens, usage_estimated=completion.usage_estimated,
         )  # fmt: skip
         rec = await self.record(plan, outcome)
         return RouteResult(
