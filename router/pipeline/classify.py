@@ -1,8 +1,9 @@
 """Classify: how hard is this request? The scorer on every request; the LLM judge only in its band.
 
 The scorer is pure and in-process (``router.classifiers``). A score strictly inside
-``JUDGE_LOW``..``JUDGE_HIGH`` asks the judge model for one number (``router.pipeline.judge``); a judge
-that fails, times out or answers without a number leaves the scorer's score in place.
+``JUDGE_LOW``..``JUDGE_HIGH`` asks the judge model for one number (``router.pipeline.judge``), which may
+move the score by at most ``JUDGE_MAX_SHIFT``; a judge that fails, times out or answers anything but a
+bare number leaves the scorer's score in place.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from router.models.config import cheapest_first
 from router.pipeline import pricing
-from router.pipeline.judge import ScoreCache, judge_messages, parse_score
+from router.pipeline.judge import ScoreCache, bounded, judge_messages, parse_score
 from router.upstream.endpoints import endpoint_for
 from router.upstream.errors import error_kind
 
@@ -63,7 +64,7 @@ class Classifier:
             return Classification(score, self.scorer.kind)
         cached = self.judge_cache.get(query)
         if cached is not None:
-            return Classification(cached, "llm")
+            return Classification(bounded(cached, score, s.JUDGE_MAX_SHIFT), "llm")
         judge = self._judge_model(models)
         if judge is None or not self.health.try_acquire(judge.name):
             return Classification(score, "heuristic-fallback")
@@ -96,11 +97,11 @@ class Classifier:
         self.health.on_success(judge.name)
         parsed = parse_score(reply.text)
         if parsed is None:
-            log.warning("judge reply had no number; using the heuristic score")
+            log.warning("judge reply was not a bare number in [0, 1]; using the heuristic score")
         else:
             self.judge_cache.put(query, parsed)
         return Classification(
-            complexity=score if parsed is None else parsed,
+            complexity=score if parsed is None else bounded(parsed, score, self.settings.JUDGE_MAX_SHIFT),
             classifier="heuristic-fallback" if parsed is None else "llm",
             judge_model=judge.name,
             judge_prompt_tokens=reply.prompt_tokens,
