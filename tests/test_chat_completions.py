@@ -525,7 +525,10 @@ async def test_an_upstream_answer_over_max_upstream_bytes_is_a_clear_502(harness
     assert len(r.content) < 1000
     assert len(h.simulator.seen) == 1  # not retried on another model: the same request, the same answer
     [rec] = await _records(h, "big-1")
-    assert rec["status"] == "error" and rec["error_code"] == "response_too_large"
+    assert rec["error_code"] == "response_too_large"
+    # Generated and billed but never read: priced at its bound (the prompt's estimate, every output token
+    # the call allowed: MAX_OUTPUT_TOKENS here), flagged as an estimate.
+    _assert_record(rec, PROMPT_ESTIMATE, 32768, estimated=True, status="error")
 
 
 async def test_an_upstream_stream_over_max_upstream_bytes_ends_in_an_error_event(harness_factory):

@@ -20,7 +20,6 @@ from router.dev.simulator import Reply, Simulator
 from router.upstream.aiohttp_client import AiohttpOpenAIClients
 from router.upstream.errors import error_kind
 from router.upstream.sdk import OpenAIClients
-from router.upstream.sse import SSEStream
 from tests.conftest import CLIENT_ID
 from tests.support import ResettingServer, ThreadServer
 
@@ -171,6 +170,8 @@ async def test_streaming_goes_through_the_sdk_for_both(
 ) -> None:
     simulator.script("dep-x", Reply(content="Paris is the capital.", completion_tokens=5))
     body = {"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+    from router.upstream.sse import SSEStream
+
     stream = await clients.stream(endpoint(simulator_server), "dep-x", body, 10)
     assert isinstance(stream, SSEStream)
     text, usage = "", None

@@ -78,6 +78,13 @@ def bill_limits(req: ChatCompletionRequest, body: dict[str, Any], settings: Sett
     return clamped
 
 
+def _output_bound(body: dict[str, Any], prompt_estimate: int, settings: Settings) -> TokenUsage:
+    """The most an answer could have used (for one dropped unread for its size): every choice at its
+    output limit, as sent."""
+    output = body.get("max_completion_tokens") or body.get("max_tokens") or settings.MAX_OUTPUT_TOKENS
+    return TokenUsage(prompt_estimate, output * (body.get("n") or 1), estimated=True)
+
+
 def _plan_request(req: ChatCompletionRequest, limits: ConstraintsIn, body: dict[str, Any]) -> PlanRequest:
     messages = body["messages"]
     output = body.get("max_completion_tokens") or body.get("max_tokens") or 0
@@ -130,12 +137,15 @@ def build_router(runtime: Runtime) -> APIRouter:
         async def call(model: ModelConfig, timeout_s: float) -> Any:
             return await send(service.endpoint_for(model), model.deployment, body, timeout_s)
 
+        prompt_estimate = estimate_prompt_tokens(body["messages"], req.tools)
         try:
             execution = await service.execute(plan, call, deadline)
         except ExecutionFailed as failure:
-            await service.record_failure(plan, failure, request_id=rid, api="chat", deadline=deadline)
+            bound = _output_bound(body, prompt_estimate, service.settings)
+            await service.record_failure(
+                plan, failure, request_id=rid, api="chat", deadline=deadline, too_large=bound
+            )
             raise failure.error from None
-        prompt_estimate = estimate_prompt_tokens(body["messages"], req.tools)
         extra = {DROPPED_PARAMS_HEADER: ",".join(dropped)} if dropped else {}
         if req.stream:
             stream = StreamCall(

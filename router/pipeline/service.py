@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from router.chat.conversation import estimate_prompt_tokens
 from router.errors import CatalogUnavailable, ExecutionFailed, NoModelsError
 from router.health import SharedHealth
 from router.pipeline.classify import Classification, Classifier
@@ -19,6 +20,7 @@ from router.pipeline.execute import Attempt, Deadline, Execution, ExecutionPolic
 from router.pipeline.plan import Plan, PlanRequest, make_plan
 from router.pipeline.record import Outcome, cost_record
 from router.upstream.endpoints import endpoint_for
+from router.upstream.usage import TokenUsage
 
 if TYPE_CHECKING:
     from router.classifiers import Scorer
@@ -111,13 +113,25 @@ class RouterService:
         self.recorder.submit(cost_record(plan, outcome))
 
     async def record_failure(
-        self, plan: Plan, failure: ExecutionFailed, *, request_id: str, api: str, deadline: Deadline
+        self,
+        plan: Plan,
+        failure: ExecutionFailed,
+        *,
+        request_id: str,
+        api: str,
+        deadline: Deadline,
+        too_large: TokenUsage | None = None,
     ) -> None:
         """A failed request is recorded when it cost something: a call reached a model, or the judge
-        was paid for."""
+        was paid for. An answer dropped for its size was generated and billed, but its usage was never
+        read: it is recorded with ``too_large``, the caller's estimate (flagged as one)."""
         if failure.failed or plan.classification.judge_cost_usd:
-            outcome = Outcome(request_id, api, failure.model, deadline.elapsed_ms(), failure.failed,
-                              error_code=failure.stored_error_code)  # fmt: skip
+            code = failure.stored_error_code
+            usage = too_large if code == "response_too_large" and too_large else TokenUsage(0, 0)
+            outcome = Outcome(
+                request_id, api, failure.model, deadline.elapsed_ms(), failure.failed,
+                usage.prompt_tokens, usage.completion_tokens, code, usage.estimated,
+            )  # fmt: skip
             await self.record(plan, outcome)
 
     # -- the flows ------------------------------------------------------------------------------
@@ -138,7 +152,10 @@ class RouterService:
         try:
             execution = await self.execute(plan, call, deadline)
         except ExecutionFailed as failure:
-            await self.record_failure(plan, failure, request_id=request_id, api="route", deadline=deadline)
+            # Too large to read: priced at the prompt's estimate and the longest output allowed.
+            limit = TokenUsage(estimate_prompt_tokens(messages), self.settings.MAX_OUTPUT_TOKENS, True)
+            await self.record_failure(plan, failure, request_id=request_id, api="route", deadline=deadline,
+                                      too_large=limit)  # fmt: skip
             raise failure.error from None
         completion = execution.result
         latency_ms = deadline.elapsed_ms()
