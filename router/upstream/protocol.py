@@ -23,7 +23,8 @@ class Completion:
 
 class UpstreamClient(Protocol):
     """Chat Completions against ``{endpoint}/openai/deployments/{deployment}`` with the process's Entra
-    token. Errors are the ``openai`` SDK's exception classes (``error_kind`` reads them)."""
+    token. Errors are the ``openai`` SDK's exception classes (``error_kind`` reads them), and
+    ``UpstreamTooLarge`` for a body over ``MAX_UPSTREAM_BYTES``."""
 
     async def chat(
         self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, **params: Any
