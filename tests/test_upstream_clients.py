@@ -253,6 +253,7 @@ BAD_USAGE = [
     pytest.param({"usage": {"prompt_tokens": None, "completion_tokens": None}}, id="null-counts"),
     pytest.param({"usage": {"prompt_tokens": -5, "completion_tokens": 2.5}}, id="negative-and-fraction"),
     pytest.param({"usage": {"prompt_tokens": True, "completion_tokens": [3]}}, id="bool-and-list"),
+    pytest.param({"usage": {"prompt_tokens": 2**31, "completion_tokens": 1e300}}, id="beyond-int32"),
     pytest.param({"omit_usage": True}, id="absent"),
 ]
 

@@ -70,7 +70,8 @@ class _Progress:
         self.chars += reply_chars(chunk, key="delta")
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict):
-                index = choice.get("index", 0)
+                index = choice.get("index")
+                index = index if isinstance(index, int) else 0
                 self.choices.add(index)
                 if choice.get("finish_reason"):
                     self.finished.add(index)

@@ -1,9 +1,9 @@
 """What a call used, read defensively: the upstream's ``usage`` is data from the network, not a promise.
 
 Each token count is coerced to an int >= 0 or treated as missing (not a number, null, negative, a bool,
-a fraction). A missing count is estimated from the text (prompt: about 3.5 characters a token, leaning
-high; completion: 4 characters a token) and the result is flagged ``estimated``, so a paid call is never
-billed as $0 and never breaks the code that prices it.
+a fraction, or too large for the record to store). A missing count is estimated from the text (prompt:
+about 3.5 characters a token, leaning high; completion: 4 characters a token) and the result is flagged
+``estimated``, so a paid call is never billed as $0 and never breaks the code that prices it.
 """
 
 from __future__ import annotations
@@ -24,14 +24,18 @@ class TokenUsage:
     estimated: bool = False  # at least one count was missing or invalid and is an estimate
 
 
+# A count the cost record can store (Edm.Int32): anything larger is not a real call's usage.
+MAX_TOKEN_COUNT = 2**31 - 1
+
+
 def token_count(value: Any) -> int | None:
-    """An int >= 0 (an integral float counts), else None."""
+    """An int in 0..MAX_TOKEN_COUNT (an integral float counts), else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float) and math.isfinite(value) and value >= 0 and value.is_integer():
-        return int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_TOKEN_COUNT:
+        return value
     return None
 
 
