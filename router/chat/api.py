@@ -85,15 +85,16 @@ def _output_bound(body: dict[str, Any], prompt_estimate: int, settings: Settings
     return TokenUsage(prompt_estimate, output * (body.get("n") or 1), estimated=True)
 
 
-def _plan_request(req: ChatCompletionRequest, limits: ConstraintsIn, body: dict[str, Any]) -> PlanRequest:
-    messages = body["messages"]
+def _plan_request(
+    req: ChatCompletionRequest, limits: ConstraintsIn, body: dict[str, Any], prompt_estimate: int
+) -> PlanRequest:
     output = body.get("max_completion_tokens") or body.get("max_tokens") or 0
     return PlanRequest(
-        text=routing_text(messages),
+        text=routing_text(body["messages"]),
         constraints=limits.to_constraints(),
         allow_outside_constraints=limits.allow_fallback_outside_constraints,
         pinned=None if req.routed else req.model,
-        context_tokens=estimate_prompt_tokens(messages, req.tools) + output,
+        context_tokens=prompt_estimate + output,
     )
 
 
@@ -129,7 +130,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         deadline = service.deadline(limits.to_constraints())
         body = req.upstream_body()  # the messages as sent upstream are also what routing reads
         dropped = bill_limits(req, body, service.settings)
-        plan = await service.plan(_plan_request(req, limits, body), deadline)
+        prompt_estimate = estimate_prompt_tokens(body["messages"], req.tools)
+        plan = await service.plan(_plan_request(req, limits, body, prompt_estimate), deadline)
         if req.stream:
             body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
         send = service.clients.stream if req.stream else service.clients.post_json
@@ -137,7 +139,6 @@ def build_router(runtime: Runtime) -> APIRouter:
         async def call(model: ModelConfig, timeout_s: float) -> Any:
             return await send(service.endpoint_for(model), model.deployment, body, timeout_s)
 
-        prompt_estimate = estimate_prompt_tokens(body["messages"], req.tools)
         try:
             execution = await service.execute(plan, call, deadline)
         except ExecutionFailed as failure:
@@ -157,13 +158,16 @@ def build_router(runtime: Runtime) -> APIRouter:
             headers = {**_router_headers(execution.model.name, plan.classification, None), **extra}
             return StreamingResponse(relay(execution.result, stream), media_type="text/event-stream",
                                      headers={**headers, "cache-control": "no-cache"})  # fmt: skip
-        return await _json_reply(service, plan, execution, Reply(rid, deadline, prompt_estimate, extra))
+        reply = JsonReply(rid, deadline, prompt_estimate, extra)
+        return await _json_reply(service, plan, execution, reply)
 
     return api
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class JsonReply:
+    """What the non-streaming answer needs besides the execution: for its record and its headers."""
+
     request_id: str
     deadline: Deadline
     prompt_estimate: int
@@ -171,7 +175,7 @@ class Reply:
 
 
 async def _json_reply(
-    service: RouterService, plan: Plan, execution: Execution[Any], reply: Reply
+    service: RouterService, plan: Plan, execution: Execution[Any], reply: JsonReply
 ) -> JSONResponse:
     """The upstream chat.completion relayed as JSON (its ``usage`` as sent). The record is built in
     ``finally`` from the usage coerced or, when missing or invalid, estimated and flagged."""

@@ -20,9 +20,12 @@ _LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 
 
 def capped_http_client(max_bytes: int) -> httpx2.AsyncClient:
-    """The client the SDK builds by default (timeouts, pool limits, redirects), every body capped."""
+    """The client the SDK builds by default (timeouts, pool limits, redirects), every body capped.
+
+    No proxies from the environment (as for the aiohttp client and the Table client): httpx would send
+    proxied requests through transports of its own, around the cap."""
     transport = CappedTransport(httpx2.AsyncHTTPTransport(limits=_LIMITS), max_bytes)
-    return DefaultAsyncHttpxClient(transport=transport, limits=_LIMITS)
+    return DefaultAsyncHttpxClient(transport=transport, limits=_LIMITS, trust_env=False)
 
 
 class CappedStream(httpx2.AsyncByteStream):
