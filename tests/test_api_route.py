@@ -277,3 +277,33 @@ async def test_fifty_concurrent_calls_leave_fifty_cost_records(harness: Harness)
     assert len(records) == 50
     assert {r["request_id"] for r in records} == {f"burst-{i}" for i in range(50)}
     assert len({r["RowKey"] for r in records}) == 50
+
+
+async def test_a_judge_reply_without_usage_is_estimated_and_flags_the_record(harness: Harness):
+    from router.chat.conversation import estimate_prompt_tokens
+    from router.pipeline.judge import judge_messages
+
+    harness.simulator.script("dep-small", Reply(content="0.5", omit_usage=True))
+    harness.simulator.script("dep-medium", Reply(content="Tides.", prompt_tokens=100, completion_tokens=10))
+    r = await harness.client.post("/api/route", json={"query": AMBIGUOUS})
+    assert r.status_code == 200 and r.json()["model_used"] == "medium"
+    rec = await _record(harness, r.json()["request_id"])
+    judge_prompt = estimate_prompt_tokens(judge_messages(AMBIGUOUS))  # the same for every random tag
+    assert (rec["classifier_prompt_tokens"], rec["classifier_completion_tokens"]) == (judge_prompt, 1)
+    assert rec["classifier_cost_usd"] == pytest.approx(
+        judge_prompt / 1000 * 0.00015 + 1 / 1000 * 0.0006, abs=1e-9
+    )
+    assert (rec["prompt_tokens"], rec["completion_tokens"]) == (100, 10)  # the answer's own usage: exact
+    assert rec["usage_estimated"] is True
+
+
+async def test_route_with_usage_that_is_not_a_number_answers_and_records_an_estimate(harness: Harness):
+    harness.simulator.script("dep-small", Reply(content="Hello there!", usage={"prompt_tokens": "x"}))
+    r = await harness.client.post("/api/route", json={"query": EASY})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["usage"]["completion_tokens"] == 3  # ceil(12 / 4)
+    rec = await _record(harness, body["request_id"])
+    assert rec["usage_estimated"] is True and rec["status"] == "ok"
+    expected = rec["prompt_tokens"] / 1000 * 0.00015 + 3 / 1000 * 0.0006
+    assert rec["cost_usd"] == pytest.approx(expected, abs=1e-9) and rec["prompt_tokens"] > 0
