@@ -6,6 +6,7 @@
     ├── RouterError                 an answer to the caller: HTTP ``status`` + stable ``code`` (+ ``param``)
     │   ├── NoModelsError           503 no_models: the catalogue could not be loaded or has nothing enabled
     │   ├── UpstreamError           502 upstream_*: no deployment could answer
+    │   │   └── UpstreamTooLarge    502 response_too_large: an upstream body passed MAX_UPSTREAM_BYTES
     │   └── UpstreamTimeout         504 upstream_timeout: the request's time budget ran out
     ├── ExecutionFailed             internal: every attempt failed; carries the RouterError to answer with
     │                               and the attempts made, so the failure is still recorded
@@ -54,6 +55,19 @@ class NoModelsError(RouterError):
 class UpstreamError(RouterError):
     status = 502
     code = "upstream_error"
+
+
+class UpstreamTooLarge(UpstreamError):
+    """An upstream response body grew past ``MAX_UPSTREAM_BYTES``; it is dropped, never passed on.
+
+    Not an httpx or SDK exception on purpose: the ``openai`` SDK re-raises foreign exceptions as they
+    are, so both upstream clients surface this same type."""
+
+    code = "response_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the upstream response is larger than MAX_UPSTREAM_BYTES ({limit} bytes)")
+        self.limit = limit
 
 
 class UpstreamTimeout(RouterError):

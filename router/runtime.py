@@ -141,6 +141,7 @@ class Runtime:
                 s.AZURE_OPENAI_API_VERSION,
                 s.REQUEST_TIMEOUT_S,
                 self._openai_http_client_factory,
+                s.MAX_UPSTREAM_BYTES,
             ),
             recorder=CostRecorder(
                 self._write_cost,

@@ -57,6 +57,9 @@ class Settings(BaseModel):
     JUDGE_LOW: float = Field(0.3, ge=0, le=1, description="Scores strictly inside (LOW, HIGH) ask the judge.")
     JUDGE_HIGH: float = Field(0.7, ge=0, le=1)
     JUDGE_CACHE_SIZE: int = Field(4096, ge=0, le=1_000_000)
+    JUDGE_MAX_SHIFT: float = Field(
+        0.3, ge=0, le=1, description="Most the judge may move the scorer's score, either way."
+    )
     # HTTP
     MAX_BODY_BYTES: int = Field(1_048_576, gt=0, le=100 * 1_048_576)
     REQUEST_TIMEOUT_S: float = Field(60.0, gt=0, le=600, description="Overall budget of one request.")
@@ -65,6 +68,19 @@ class Settings(BaseModel):
         default_factory=lambda: not under_functions_host(os.environ),
         description="Serve /api/docs (Swagger UI, whose page loads its script from a public CDN). "
         "Default: off under the Functions host, on elsewhere; /api/openapi.json is always served.",
+    )
+    # Bill limits: what one call may ask a deployment for
+    MAX_CHOICES: int = Field(4, ge=1, le=128, description="Largest `n` a chat call may ask for (else 400).")
+    MAX_OUTPUT_TOKENS: int = Field(
+        32768, ge=1, le=10_000_000,
+        description="Largest max_tokens / max_completion_tokens: 400 on a pinned model, clamped on auto.",
+    )  # fmt: skip
+    MAX_UPSTREAM_BYTES: int = Field(
+        8 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024,
+        description="Largest upstream response body (answer, error or whole stream); beyond it 502.",
+    )  # fmt: skip
+    STREAM_IDLE_TIMEOUT_S: float = Field(
+        30.0, gt=0, le=600, description="Longest silence between two chunks of an upstream stream."
     )
     # Reports
     REPORT_MAX_DAYS: int = Field(92, ge=1, le=3660, description="Longest from..to range a report accepts.")

@@ -364,3 +364,240 @@ async def test_stream_through_the_deployed_function_path_is_complete_sse(harness
     assert resp.status_code == 200
     assert text.rstrip().endswith("data: [DONE]")
     assert text.count("chat.completion.chunk") >= 3
+
+
+# -- issue 13: every paid call has one correct record --------------------------------------------------
+
+COUNT = [{"role": "user", "content": "count to four"}]
+PROMPT_ESTIMATE = 11  # estimate_prompt_tokens(COUNT): ceil(13 / 3.5) + 4 + 3 (asserted below)
+SMALL_IN, SMALL_OUT, LARGE_IN, LARGE_OUT = 0.00015, 0.0006, 0.002, 0.008
+
+
+def _cost(prompt: int, completion: int, per_in: float = SMALL_IN, per_out: float = SMALL_OUT) -> float:
+    return prompt / 1000 * per_in + completion / 1000 * per_out
+
+
+def _assert_record(rec: dict, prompt: int, completion: int, *, estimated: bool, status: str = "ok") -> None:
+    assert (rec["prompt_tokens"], rec["completion_tokens"]) == (prompt, completion)
+    assert rec["usage_estimated"] is estimated
+    assert rec["status"] == status
+    assert rec["cost_usd"] == pytest.approx(_cost(prompt, completion), abs=1e-9)
+    assert rec["baseline_cost_usd"] == pytest.approx(_cost(prompt, completion, LARGE_IN, LARGE_OUT), abs=1e-9)
+
+
+def test_prompt_estimate_of_the_fixture():
+    from router.chat.conversation import estimate_prompt_tokens
+
+    assert estimate_prompt_tokens(COUNT) == PROMPT_ESTIMATE
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param({"usage": {"prompt_tokens": "lots", "completion_tokens": "many"}}, id="not-a-number"),
+        pytest.param({"usage": {"prompt_tokens": None, "completion_tokens": None}}, id="null-counts"),
+        pytest.param({"omit_usage": True}, id="absent"),
+    ],
+)
+async def test_invalid_or_missing_usage_is_estimated_and_flagged_not_a_500_or_free(served, fault):
+    h, _, client = served
+    h.simulator.script("dep-small", Reply(content="one two three four", **fault))  # 18 chars: 5 tokens
+    raw = await client.chat.completions.with_raw_response.create(
+        model="auto", messages=COUNT, extra_headers={"x-request-id": "usage-1"}
+    )
+    assert raw.parse().choices[0].message.content == "one two three four"  # the upstream payload, as sent
+    [rec] = await _records(h, "usage-1")
+    _assert_record(rec, PROMPT_ESTIMATE, 5, estimated=True)
+    assert float(raw.headers["x-router-cost-usd"]) == pytest.approx(_cost(PROMPT_ESTIMATE, 5), abs=1e-9)
+
+
+async def test_valid_usage_is_exact_and_not_flagged(served):
+    h, _, client = served
+    h.simulator.script("dep-small", Reply(content="ok", prompt_tokens=1234, completion_tokens=56))
+    await client.chat.completions.create(model="auto", messages=COUNT, extra_headers={"x-request-id": "u-2"})
+    [rec] = await _records(h, "u-2")
+    _assert_record(rec, 1234, 56, estimated=False)
+
+
+async def test_streamed_usage_with_null_counts_is_recorded_estimated_and_the_stream_completes(served):
+    h, _, client = served
+    nulls = {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
+    h.simulator.script("dep-small", Reply(content="one two three four", usage=nulls))
+    stream = await client.chat.completions.create(
+        model="auto", messages=COUNT, stream=True, extra_headers={"x-request-id": "null-1"}
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "one two three four"
+    [rec] = await _records(h, "null-1")
+    _assert_record(rec, PROMPT_ESTIMATE, 5, estimated=True)
+
+
+async def _raw_stream(server: ThreadServer, rid: str, **extra) -> tuple[list[str], float]:
+    """The SSE events of one streamed call (raw, as any client sees them) and how long it took."""
+    body = {"model": "auto", "stream": True, "messages": COUNT, **extra}
+    started = time.monotonic()
+    async with httpx2.AsyncClient(timeout=60) as http:
+        r = await http.post(f"{server.url}/api/v1/chat/completions", json=body, headers={"x-request-id": rid})
+    assert r.status_code == 200
+    return [e for e in r.text.split("\n\n") if e], time.monotonic() - started
+
+
+def _error_event(events: list[str]) -> dict:
+    assert "data: [DONE]" not in events
+    return json.loads(events[-1].removeprefix("data: "))["error"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "completion", "estimated"),
+    [
+        pytest.param(Reply(content="one two three four", cut_after_chunks=2), 2, True, id="cut-mid-answer"),
+        pytest.param(
+            Reply(content="one two three four", omit_done=True, completion_tokens=4),
+            4,
+            False,
+            id="cut-before-done",
+        ),
+    ],
+)
+async def test_a_cut_stream_is_an_error_event_not_done_and_recorded_incomplete(
+    served, reply, completion, estimated
+):
+    h, server, client = served
+    h.simulator.script("dep-small", reply)
+    events, _ = await _raw_stream(server, "cut-1")
+    assert _error_event(events)["code"] == "stream_incomplete"
+    [rec] = await _records(h, "cut-1")
+    assert rec["error_code"] == "stream_incomplete"
+    prompt = PROMPT_ESTIMATE if estimated else rec["prompt_tokens"]
+    _assert_record(rec, prompt, completion, estimated=estimated, status="error")
+    h.simulator.script("dep-small", reply)  # the OpenAI SDK raises on the error event
+    stream = await client.chat.completions.create(model="auto", messages=COUNT, stream=True)
+    with pytest.raises(openai.APIError, match="ended before the answer"):
+        async for _ in stream:
+            pass
+
+
+@pytest.mark.parametrize("how", ["REQUEST_TIMEOUT_S", "max_latency_ms"])
+async def test_a_trickling_stream_stops_at_the_request_deadline(harness_factory, how):
+    settings = {"REQUEST_TIMEOUT_S": 1.5} if how == "REQUEST_TIMEOUT_S" else {}
+    h = await harness_factory(**settings)
+    server = ThreadServer(create_app(Runtime(h.settings))).start()
+    h.server_url = server.url  # type: ignore[attr-defined]
+    try:
+        words = " ".join(f"w{i}" for i in range(100))  # 100 chunks, 0.1 s apart: 10 s in all
+        h.simulator.script("dep-small", Reply(content=words, chunk_delay_s=0.1))
+        extra = {"router": {"max_latency_ms": 1500}} if how == "max_latency_ms" else {}
+        events, took = await _raw_stream(server, "trickle-1", **extra)
+        assert 1.4 < took < 3.5
+        assert _error_event(events)["code"] == "deadline"
+        [rec] = await _records(h, "trickle-1")
+        assert rec["error_code"] == "deadline" and rec["status"] == "error"
+        assert 1 <= rec["completion_tokens"] <= 17  # w0..w~15 at most: 3 to 4 characters each, estimated
+        _assert_record(rec, PROMPT_ESTIMATE, rec["completion_tokens"], estimated=True, status="error")
+    finally:
+        server.stop()
+
+
+async def test_a_silent_stream_stops_at_the_idle_timeout(harness_factory):
+    h = await harness_factory(STREAM_IDLE_TIMEOUT_S=0.3)
+    server = ThreadServer(create_app(Runtime(h.settings))).start()
+    h.server_url = server.url  # type: ignore[attr-defined]
+    try:
+        h.simulator.script("dep-small", Reply(content="one two three", chunk_delay_s=2))
+        events, took = await _raw_stream(server, "idle-1")
+        assert took < 1.5
+        assert _error_event(events)["code"] == "stream_idle_timeout"
+        [rec] = await _records(h, "idle-1")
+        assert rec["error_code"] == "stream_idle_timeout" and rec["usage_estimated"] is True
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_an_upstream_answer_over_max_upstream_bytes_is_a_clear_502(harness_factory, chunked):
+    h = await harness_factory(MAX_UPSTREAM_BYTES=65536)
+    h.simulator.script("dep-small", Reply(content="ok", padding_bytes=100_000, chunked=chunked))
+    r = await h.client.post("/api/v1/chat/completions", json={"model": "auto", "messages": COUNT},
+                            headers={"x-request-id": "big-1"})  # fmt: skip
+    assert r.status_code == 502
+    error = r.json()["error"]
+    assert error["code"] == "upstream_response_too_large" and "MAX_UPSTREAM_BYTES" in error["message"]
+    assert len(r.content) < 1000
+    assert len(h.simulator.seen) == 1  # not retried on another model: the same request, the same answer
+    [rec] = await _records(h, "big-1")
+    assert rec["error_code"] == "response_too_large"
+    # Generated and billed but never read: priced at its bound (the prompt's estimate, every output token
+    # the call allowed: MAX_OUTPUT_TOKENS here), flagged as an estimate.
+    _assert_record(rec, PROMPT_ESTIMATE, 32768, estimated=True, status="error")
+
+
+async def test_an_upstream_stream_over_max_upstream_bytes_ends_in_an_error_event(harness_factory):
+    h = await harness_factory(MAX_UPSTREAM_BYTES=65536)
+    server = ThreadServer(create_app(Runtime(h.settings))).start()
+    h.server_url = server.url  # type: ignore[attr-defined]
+    try:
+        h.simulator.script("dep-small", Reply(content=" ".join(["w"] * 100), padding_bytes=4000))
+        events, _ = await _raw_stream(server, "bigs-1")
+        assert _error_event(events)["code"] == "response_too_large"
+        assert sum(len(e) for e in events) < 80_000
+        [rec] = await _records(h, "bigs-1")
+        assert rec["error_code"] == "response_too_large" and rec["usage_estimated"] is True
+    finally:
+        server.stop()
+
+
+# -- issue 13: bill limits -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["auto", "large"])
+async def test_n_above_max_choices_is_a_400_naming_n(served, model):
+    h, _, client = served
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(model=model, messages=COUNT, n=5)
+    assert info.value.body["param"] == "n" and "MAX_CHOICES" in info.value.message
+    await client.chat.completions.create(model=model, messages=COUNT, n=4)
+    assert [s.body["n"] for s in h.simulator.seen] == [4]
+
+
+@pytest.mark.parametrize("param", ["max_tokens", "max_completion_tokens"])
+async def test_output_tokens_above_the_limit_are_a_400_on_a_pinned_model(served, param):
+    h, _, client = served
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(model="large", messages=COUNT, **{param: 2147483647})
+    assert info.value.body["param"] == param and "MAX_OUTPUT_TOKENS" in info.value.message
+    assert h.simulator.seen == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("param", ["max_tokens", "max_completion_tokens"])
+async def test_output_tokens_above_the_limit_are_clamped_on_auto_and_named_in_a_header(served, param, stream):
+    h, _, client = served
+    raw = await client.chat.completions.with_raw_response.create(
+        model="auto", messages=COUNT, stream=stream, **{param: 2147483647}
+    )
+    assert raw.headers["x-router-dropped-params"] == param
+    assert h.simulator.seen[-1].body[param] == 32768
+    await client.chat.completions.with_raw_response.create(model="auto", messages=COUNT, max_tokens=32768)
+    assert h.simulator.seen[-1].body["max_tokens"] == 32768
+
+
+async def test_both_output_limits_clamped_are_listed_comma_separated(harness: Harness):
+    body = {"model": "auto", "messages": COUNT, "max_tokens": 40_000, "max_completion_tokens": 50_000}
+    r = await harness.client.post("/api/v1/chat/completions", json=body)
+    assert r.status_code == 200
+    assert r.headers["x-router-dropped-params"] == "max_tokens,max_completion_tokens"
+    sent = harness.simulator.seen[-1].body
+    assert (sent["max_tokens"], sent["max_completion_tokens"]) == (32768, 32768)
+    plain = await harness.client.post("/api/v1/chat/completions", json={"model": "auto", "messages": COUNT})
+    assert "x-router-dropped-params" not in plain.headers
+
+
+async def test_a_stream_refused_by_the_first_model_falls_back_and_completes(served):
+    h, server, _ = served
+    h.simulator.script("dep-small", Reply(status=429, headers={"retry-after": "5"}))
+    h.simulator.script("dep-medium", Reply(content="a b", prompt_tokens=7, completion_tokens=2))
+    events, _ = await _raw_stream(server, "fb-1")
+    assert events[-1] == "data: [DONE]"
+    [rec] = await _records(h, "fb-1")
+    assert rec["model"] == "medium" and rec["fallbacks"] == 1 and rec["status"] == "ok"
+    assert rec["cost_usd"] == pytest.approx(0.007 * 0.0004 + 0.002 * 0.0016, abs=1e-9)

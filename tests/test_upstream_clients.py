@@ -170,14 +170,18 @@ async def test_streaming_goes_through_the_sdk_for_both(
 ) -> None:
     simulator.script("dep-x", Reply(content="Paris is the capital.", completion_tokens=5))
     body = {"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+    from router.upstream.sse import SSEStream
+
     stream = await clients.stream(endpoint(simulator_server), "dep-x", body, 10)
-    assert isinstance(stream, openai.AsyncStream)
+    assert isinstance(stream, SSEStream)
     text, usage = "", None
-    async for chunk in stream:
-        text += "".join(c.delta.content or "" for c in chunk.choices)
-        usage = chunk.usage or usage
+    while (chunk := await stream.next_chunk()) is not None:
+        text += "".join(c["delta"].get("content") or "" for c in chunk["choices"])
+        usage = chunk.get("usage") or usage
+    await stream.close()
     assert text == "Paris is the capital."
-    assert usage is not None and usage.completion_tokens == 5
+    assert usage is not None and usage["completion_tokens"] == 5
+    assert stream.done  # the upstream's [DONE] arrived
 
 
 class ScriptedCredential:
@@ -240,3 +244,102 @@ async def test_aiohttp_client_fails_when_there_is_no_valid_token(simulator: Simu
         assert simulator.calls_to("dep-x") == []
     finally:
         await clients.close()
+
+
+# -- issue 13: what an answer's usage and size may be -------------------------------------------------
+
+BAD_USAGE = [
+    pytest.param({"usage": {"prompt_tokens": "lots", "completion_tokens": "many"}}, id="not-a-number"),
+    pytest.param({"usage": {"prompt_tokens": None, "completion_tokens": None}}, id="null-counts"),
+    pytest.param({"usage": {"prompt_tokens": -5, "completion_tokens": 2.5}}, id="negative-and-fraction"),
+    pytest.param({"usage": {"prompt_tokens": True, "completion_tokens": [3]}}, id="bool-and-list"),
+    pytest.param({"usage": {"prompt_tokens": 2**31, "completion_tokens": 1e300}}, id="beyond-int32"),
+    pytest.param({"omit_usage": True}, id="absent"),
+]
+
+
+@pytest.mark.parametrize("fault", BAD_USAGE)
+async def test_chat_estimates_missing_or_invalid_usage_and_flags_it(
+    clients: OpenAIClients, simulator: Simulator, simulator_server: Any, fault: dict[str, Any]
+) -> None:
+    from router.chat.conversation import estimate_prompt_tokens
+
+    simulator.script("dep-x", Reply(content="Paris is the capital.", **fault))
+    done = await clients.chat(endpoint(simulator_server), "dep-x", MESSAGES, timeout_s=10)
+    assert done.usage_estimated
+    assert done.prompt_tokens == estimate_prompt_tokens(MESSAGES)
+    assert done.completion_tokens == 6  # ceil(21 characters / 4)
+
+
+async def test_chat_keeps_valid_counts_and_estimates_only_the_invalid_one(
+    clients: OpenAIClients, simulator: Simulator, simulator_server: Any
+) -> None:
+    simulator.script("dep-x", Reply(content="Four.", usage={"prompt_tokens": 9.0, "completion_tokens": "x"}))
+    done = await clients.chat(endpoint(simulator_server), "dep-x", MESSAGES, timeout_s=10)
+    assert (done.prompt_tokens, done.completion_tokens, done.usage_estimated) == (9, 2, True)
+
+
+async def capped(kind: str, max_bytes: int) -> Any:
+    credential = create_credential(CLIENT_ID)
+    return KINDS[kind](lambda: credential, API_VERSION, 30, None, max_bytes), credential
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_an_answer_over_max_upstream_bytes_is_refused(
+    kind: str, chunked: bool, simulator: Simulator, simulator_server: Any
+) -> None:
+    from router.errors import UpstreamTooLarge
+
+    clients, credential = await capped(kind, 64 * 1024)
+    try:
+        simulator.script("dep-x", Reply(content="ok", padding_bytes=200_000, chunked=chunked))
+        exc = await failure(clients, endpoint(simulator_server))
+        assert isinstance(exc, UpstreamTooLarge)
+        assert error_kind(exc) == ("response_too_large", "fatal", None)
+        simulator.script("dep-x", Reply(content="ok", padding_bytes=30_000, chunked=chunked))  # under it
+        data = await clients.post_json(endpoint(simulator_server), "dep-x", {"messages": MESSAGES}, 10)
+        assert data["choices"][0]["message"]["content"] == "ok"
+    finally:
+        await clients.close()
+        await credential.close()
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+async def test_a_stream_over_max_upstream_bytes_is_cut_while_reading(
+    kind: str, simulator: Simulator, simulator_server: Any
+) -> None:
+    from router.errors import UpstreamTooLarge
+
+    clients, credential = await capped(kind, 64 * 1024)
+    try:
+        simulator.script("dep-x", Reply(content=" ".join(["word"] * 100), padding_bytes=4000))
+        body = {"messages": MESSAGES, "stream": True}
+        stream = await clients.stream(endpoint(simulator_server), "dep-x", body, 10)
+        chunks: list[Any] = []
+
+        async def read_all() -> None:
+            while (chunk := await stream.next_chunk()) is not None:
+                chunks.append(chunk)
+
+        with pytest.raises(UpstreamTooLarge):
+            await read_all()
+        assert 5 < len(chunks) < 20  # about 64 KiB of 4 kB chunks, not the 400 kB the upstream would send
+        await stream.close()
+    finally:
+        await clients.close()
+        await credential.close()
+
+
+async def test_a_stream_knows_whether_done_arrived(
+    clients: OpenAIClients, simulator: Simulator, simulator_server: Any
+) -> None:
+    for reply, done in [(Reply(content="a b c"), True), (Reply(content="a b c", omit_done=True), False),
+                        (Reply(content="a b c", cut_after_chunks=1), False)]:  # fmt: skip
+        simulator.script("dep-x", reply)
+        body = {"messages": MESSAGES, "stream": True}
+        stream = await clients.stream(endpoint(simulator_server), "dep-x", body, 10)
+        while await stream.next_chunk() is not None:
+            pass
+        await stream.close()
+        assert stream.done is done

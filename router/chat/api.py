@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
@@ -17,11 +18,21 @@ from router.chat.stream import StreamCall, relay
 from router.errors import RouterError
 from router.pipeline.plan import PlanRequest
 from router.pipeline.record import Outcome
+from router.upstream.usage import TokenUsage, read_usage, reply_chars
 
 if TYPE_CHECKING:
     from router.models.config import ModelConfig
     from router.pipeline.classify import Classification
+    from router.pipeline.execute import Deadline, Execution
+    from router.pipeline.plan import Plan
+    from router.pipeline.service import RouterService
     from router.runtime import Runtime
+    from router.settings import Settings
+
+# Comma-separated names of the caller's parameters the router changed before sending the request
+# (today: max_tokens / max_completion_tokens clamped to MAX_OUTPUT_TOKENS on an auto-routed call).
+DROPPED_PARAMS_HEADER = "x-router-dropped-params"
+_OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens")
 
 _HEADER_LIMITS = {"x-router-max-latency-ms": "max_latency_ms", "x-router-max-cost-per-1k": "max_cost_per_1k"}
 
@@ -46,16 +57,44 @@ def _limits(request: Request, req: ChatCompletionRequest) -> ConstraintsIn:
     return ConstraintsIn.model_validate(values)
 
 
+def bill_limits(req: ChatCompletionRequest, body: dict[str, Any], settings: Settings) -> list[str]:
+    """Bound what one call can cost before it is sent: ``n`` over ``MAX_CHOICES`` is the caller's 400;
+    an output limit over ``MAX_OUTPUT_TOKENS`` is a 400 on a pinned model (the caller chose that model and
+    its price) and clamped on auto (the router chose; it answers within its own bounds). Returns the
+    names of the clamped parameters, for ``x-router-dropped-params``."""
+    if req.n is not None and req.n > settings.MAX_CHOICES:
+        raise RouterError(f"n must be at most {settings.MAX_CHOICES} (MAX_CHOICES)", code="validation_error",
+                          status=400, param="n")  # fmt: skip
+    limit, clamped = settings.MAX_OUTPUT_TOKENS, []
+    for name in _OUTPUT_LIMITS:
+        value = body.get(name)
+        if value is None or value <= limit:
+            continue
+        if not req.routed:
+            raise RouterError(f"{name} must be at most {limit} (MAX_OUTPUT_TOKENS)", code="validation_error",
+                              status=400, param=name)  # fmt: skip
+        body[name] = limit
+        clamped.append(name)
+    return clamped
+
+
+def _output_bound(body: dict[str, Any], prompt_estimate: int, settings: Settings) -> TokenUsage:
+    """The most an answer could have used (for one dropped unread for its size): every choice at its
+    output limit, as sent."""
+    output = body.get("max_completion_tokens") or body.get("max_tokens") or settings.MAX_OUTPUT_TOKENS
+    return TokenUsage(prompt_estimate, output * (body.get("n") or 1), estimated=True)
+
+
 def _plan_request(
-    req: ChatCompletionRequest, limits: ConstraintsIn, messages: list[dict[str, Any]]
+    req: ChatCompletionRequest, limits: ConstraintsIn, body: dict[str, Any], prompt_estimate: int
 ) -> PlanRequest:
-    output = req.max_completion_tokens or req.max_tokens or 0
+    output = body.get("max_completion_tokens") or body.get("max_tokens") or 0
     return PlanRequest(
-        text=routing_text(messages),
+        text=routing_text(body["messages"]),
         constraints=limits.to_constraints(),
         allow_outside_constraints=limits.allow_fallback_outside_constraints,
         pinned=None if req.routed else req.model,
-        context_tokens=estimate_prompt_tokens(messages, req.tools) + output,
+        context_tokens=prompt_estimate + output,
     )
 
 
@@ -91,7 +130,9 @@ def build_router(runtime: Runtime) -> APIRouter:
         limits = _limits(request, req)
         deadline = service.deadline(limits.to_constraints())
         body = req.upstream_body()  # the messages as sent upstream are also what routing reads
-        plan = await service.plan(_plan_request(req, limits, body["messages"]), deadline)
+        dropped = bill_limits(req, body, service.settings)
+        prompt_estimate = estimate_prompt_tokens(body["messages"], req.tools)
+        plan = await service.plan(_plan_request(req, limits, body, prompt_estimate), deadline)
         if req.stream:
             body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
         send = service.clients.stream if req.stream else service.clients.post_json
@@ -99,29 +140,51 @@ def build_router(runtime: Runtime) -> APIRouter:
         async def call(model: ModelConfig, timeout_s: float) -> Any:
             return await send(service.endpoint_for(model), model.deployment, body, timeout_s)
 
-        execution = await service.execute(plan, call, deadline, request_id=rid, api="chat")
-        model = execution.model
+        bound = _output_bound(body, prompt_estimate, service.settings)
+        execution = await service.execute(plan, call, deadline, request_id=rid, api="chat", too_large=bound)
+        extra = {DROPPED_PARAMS_HEADER: ",".join(dropped)} if dropped else {}
         if req.stream:
             stream = StreamCall(
-                service=service, plan=plan, model=model, request_id=rid, deadline=deadline,
-                failed=execution.failed,
-                prompt_tokens_estimate=estimate_prompt_tokens(body["messages"], req.tools),
+                service=service, plan=plan, model=execution.model, request_id=rid, deadline=deadline,
+                failed=execution.failed, prompt_tokens_estimate=prompt_estimate,
                 caller_wants_usage=bool(req.stream_options and req.stream_options.include_usage),
+                idle_timeout_s=service.settings.STREAM_IDLE_TIMEOUT_S,
             )  # fmt: skip
-            headers = {**_router_headers(model.name, plan.classification, None), "cache-control": "no-cache"}
-            return StreamingResponse(
-                relay(execution.result, stream), media_type="text/event-stream", headers=headers
-            )
-        payload: dict[str, Any] = execution.result  # the upstream chat.completion, relayed as JSON
-        usage = payload.get("usage") or {}
-        outcome = Outcome(
-            request_id=rid, api="chat", model=model, latency_ms=deadline.elapsed_ms(),
-            failed=execution.failed,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-        )  # fmt: skip
-        rec = await service.record(plan, outcome)
-        payload["model"] = model.name
-        return JSONResponse(payload, headers=_router_headers(model.name, plan.classification, rec.cost_usd))
+            headers = {**_router_headers(execution.model.name, plan.classification, None), **extra}
+            return StreamingResponse(relay(execution.result, stream), media_type="text/event-stream",
+                                     headers={**headers, "cache-control": "no-cache"})  # fmt: skip
+        reply = JsonReply(rid, deadline, prompt_estimate, extra)
+        return await _json_reply(service, plan, execution, reply)
 
     return api
+
+
+@dataclass(frozen=True, slots=True)
+class JsonReply:
+    """What the non-streaming answer needs besides the execution: for its record and its headers."""
+
+    request_id: str
+    deadline: Deadline
+    prompt_estimate: int
+    headers: dict[str, str]
+
+
+async def _json_reply(
+    service: RouterService, plan: Plan, execution: Execution[Any], reply: JsonReply
+) -> JSONResponse:
+    """The upstream chat.completion relayed as JSON (its ``usage`` as sent). The record is built in
+    ``finally`` from the usage coerced or, when missing or invalid, estimated and flagged."""
+    model, payload = execution.model, execution.result
+    usage = TokenUsage(reply.prompt_estimate, 0, estimated=True)
+    try:
+        usage = read_usage(payload.get("usage"), reply.prompt_estimate, reply_chars(payload))
+        payload["model"] = model.name
+    finally:
+        outcome = Outcome(
+            request_id=reply.request_id, api="chat", model=model, latency_ms=reply.deadline.elapsed_ms(),
+            failed=execution.failed, prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens, usage_estimated=usage.estimated,
+        )  # fmt: skip
+        rec = await service.record(plan, outcome)
+    headers = {**_router_headers(model.name, plan.classification, rec.cost_usd), **reply.headers}
+    return JSONResponse(payload, headers=headers)

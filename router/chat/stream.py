@@ -1,31 +1,40 @@
-"""Relay an upstream Chat Completions stream as SSE, and record its cost however the stream ends."""
+"""Relay an upstream Chat Completions stream as SSE, and record its cost however the stream ends.
+
+A stream is complete only when every choice got a ``finish_reason`` and the upstream sent ``[DONE]``;
+only then does the caller get ``[DONE]``. Otherwise (the upstream cut the connection, failed mid-way,
+went silent for ``STREAM_IDLE_TIMEOUT_S``, ran past the request's deadline or past
+``MAX_UPSTREAM_BYTES``) the caller gets an OpenAI-style error event instead, so a cut answer is never
+passed off as a whole one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import math
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from router.chat.conversation import content_text
 from router.pipeline.record import Outcome
 from router.upstream.errors import error_kind
+from router.upstream.usage import read_usage, reply_chars
 
 if TYPE_CHECKING:
     from router.models.config import ModelConfig
     from router.pipeline.execute import Attempt, Deadline
     from router.pipeline.plan import Plan
     from router.pipeline.service import RouterService
+    from router.upstream.sse import SSEStream
 
 log = logging.getLogger("router.chat")
+
+DONE = b"data: [DONE]\n\n"
 
 
 @dataclass(frozen=True, slots=True)
 class StreamCall:
-    """Everything the relay needs to record the stream's outcome."""
+    """Everything the relay needs to bound the stream and record its outcome."""
 
     service: RouterService
     plan: Plan
@@ -35,63 +44,121 @@ class StreamCall:
     failed: list[Attempt]
     prompt_tokens_estimate: int
     caller_wants_usage: bool
+    idle_timeout_s: float
 
 
-def _chunk_chars(chunk: Any) -> int:
-    """Characters of generated content (text and tool-call arguments) in one chunk."""
-    chars = 0
-    for choice in chunk.choices or ():
-        delta = choice.delta
-        if delta is not None:
-            chars += len(content_text(delta.content) if delta.content else "")
-            if delta.tool_calls:
-                chars += len(json.dumps([t.model_dump(mode="json") for t in delta.tool_calls]))
-    return chars
+class StreamStopped(Exception):
+    """The relay ended the stream itself; ``code`` is what the caller's error event and the record say."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What the stream has shown so far: the usage it reported, the text it generated, how it ended."""
+
+    usage: Any = None
+    chars: int = 0
+    choices: set[int] = field(default_factory=set)
+    finished: set[int] = field(default_factory=set)
+
+    def see(self, chunk: dict[str, Any]) -> None:
+        if chunk.get("usage") is not None:
+            self.usage = chunk["usage"]
+        self.chars += reply_chars(chunk, key="delta")
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict):
+                index = choice.get("index")
+                index = index if isinstance(index, int) else 0
+                self.choices.add(index)
+                if choice.get("finish_reason"):
+                    self.finished.add(index)
+
+    def complete(self, done: bool) -> bool:
+        return done and bool(self.choices) and self.choices <= self.finished
 
 
 def _sse(data: Any) -> bytes:
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def relay(upstream: Any, call: StreamCall) -> AsyncIterator[bytes]:
-    """Upstream chunks as SSE. The cost record is written however the stream ends: complete (exact usage
-    from upstream), upstream error, or the caller going away (tokens so far, estimated)."""
-    usage = None
-    streamed_chars = 0
+def _error_event(code: str, message: str) -> bytes:
+    return _sse({"error": {"message": message, "type": "server_error", "param": None, "code": code}})
+
+
+async def _next(upstream: SSEStream, call: StreamCall) -> dict[str, Any] | None:
+    """The next chunk, within both the request's deadline and the idle timeout."""
+    remaining = call.deadline.remaining()
+    if remaining <= 0:
+        raise StreamStopped("deadline", "the request's time budget ran out during the stream")
+    try:
+        async with asyncio.timeout(min(remaining, call.idle_timeout_s)):
+            return await upstream.next_chunk()
+    except TimeoutError:
+        if remaining <= call.idle_timeout_s:  # the deadline was the nearer limit
+            raise StreamStopped("deadline", "the request's time budget ran out during the stream") from None
+        raise StreamStopped("stream_idle_timeout", "the upstream stream went silent") from None
+
+
+def _outgoing(chunk: dict[str, Any], call: StreamCall) -> dict[str, Any] | None:
+    """The chunk as the caller gets it (the router's own usage-only chunk is kept back)."""
+    if not chunk.get("choices") and chunk.get("usage") is not None and not call.caller_wants_usage:
+        return None  # the usage-only chunk the router asked for on its own account
+    out = {**chunk, "model": call.model.name}
+    if not call.caller_wants_usage:
+        out.pop("usage", None)
+    return out
+
+
+async def relay(upstream: SSEStream, call: StreamCall) -> AsyncIterator[bytes]:
+    """Upstream chunks as SSE. The cost record is built in ``finally`` however the stream ends, and the
+    upstream response is closed in its own ``finally`` after it, so neither can skip the other."""
+    progress = _Progress()
     error_code: str | None = "client_disconnected"
     try:
-        async for chunk in upstream:
-            if chunk.usage is not None:
-                usage = chunk.usage
-            data = chunk.model_dump(mode="json", exclude_unset=True)
-            data["model"] = call.model.name
-            if not data.get("choices") and "usage" in data and not call.caller_wants_usage:
-                continue  # the usage-only chunk the router asked for on its own account
-            if not call.caller_wants_usage:
-                data.pop("usage", None)
-            streamed_chars += _chunk_chars(chunk)
-            yield _sse(data)
-        yield b"data: [DONE]\n\n"
-        error_code = None
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        error_code = error_kind(exc)[0]
-        log.warning("stream from %s failed: %s", call.model.name, error_code)
-        yield _sse({"error": {"message": f"upstream stream failed ({error_code})", "type": "server_error",
-                              "param": None, "code": error_code}})  # fmt: skip
+        try:
+            while (chunk := await _next(upstream, call)) is not None:
+                progress.see(chunk)
+                if (out := _outgoing(chunk, call)) is not None:
+                    yield _sse(out)
+            if not progress.complete(upstream.done):
+                raise StreamStopped("stream_incomplete", "the upstream stream ended before the answer did")
+            yield DONE
+            error_code = None
+        except asyncio.CancelledError:
+            raise
+        except StreamStopped as stop:
+            error_code = stop.code
+            log.warning("stream from %s stopped: %s", call.model.name, error_code)
+            yield _error_event(error_code, str(stop))
+        except Exception as exc:
+            error_code = error_kind(exc)[0]
+            log.warning("stream from %s failed: %s", call.model.name, error_code)
+            yield _error_event(error_code, f"upstream stream failed ({error_code})")
+        finally:
+            _record(call, progress, error_code)
     finally:
-        if usage is not None:
-            prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
-        else:  # the caller left (or upstream broke) before the usage chunk: estimate what was generated
-            prompt_tokens, completion_tokens = call.prompt_tokens_estimate, math.ceil(streamed_chars / 4)
+        _close(upstream)
+
+
+def _record(call: StreamCall, progress: _Progress, error_code: str | None) -> None:
+    """Submit the stream's record: the upstream's usage where valid, else estimated and flagged."""
+    try:
+        usage = read_usage(progress.usage, call.prompt_tokens_estimate, progress.chars)
         outcome = Outcome(
             request_id=call.request_id, api="chat", model=call.model, latency_ms=call.deadline.elapsed_ms(),
-            failed=call.failed, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            error_code=error_code,
+            failed=call.failed, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            error_code=error_code, usage_estimated=usage.estimated,
         )  # fmt: skip
         call.service.submit(call.plan, outcome)  # no await: this may run in a cancelled task
-        closing = getattr(upstream, "close", None)
-        if closing is not None:
-            task = asyncio.get_running_loop().create_task(closing())
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+    except Exception:  # a bug here must not stop the upstream being closed; say so loudly
+        log.exception("could not record the stream of request %s", call.request_id)
+
+
+def _close(upstream: SSEStream) -> None:
+    """Close the upstream response in a task of its own: awaiting here could be cancelled again (the
+    caller went away), and the connection must be released either way."""
+    task = asyncio.get_running_loop().create_task(upstream.close())
+    task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)

@@ -40,6 +40,9 @@ class CostRecord(BaseModel):
     error_code: str | None = None
     fallbacks: int = 0
     attempts: str | None = None  # JSON list of failed attempts: [{"model", "error_code"}]
+    # True when a token count here (the call's or the judge's) is an estimate from the text because the
+    # upstream's usage was missing or invalid; the cost is then an estimate too.
+    usage_estimated: bool = False
 
     @property
     def partition_key(self) -> str:

@@ -39,6 +39,13 @@ class Reply:
     error_code: str | None = None
     error_message: str = "simulated failure"
     chunk_delay_s: float = 0.0  # pause between streamed chunks
+    # Faults in the answer itself (a 200 that is wrong), for the cost-record and size-cap tests:
+    usage: dict[str, Any] | None = None  # sent instead of the computed usage, as given (any JSON values)
+    omit_usage: bool = False  # no "usage" in the answer; no usage chunk in a stream
+    cut_after_chunks: int | None = None  # stream: stop after this many content chunks (no finish, no [DONE])
+    omit_done: bool = False  # stream: everything but the final [DONE]
+    padding_bytes: int = 0  # an extra "padding" string of this size in the answer (a huge body)
+    chunked: bool = False  # send the answer without Content-Length, in 64 KiB pieces
 
 
 @dataclass
@@ -138,24 +145,34 @@ class Simulator:
         completion_tokens = reply.completion_tokens
         if completion_tokens is None:
             completion_tokens = estimate_tokens(content)
-        usage = {
+        usage: dict[str, Any] | None = reply.usage or {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
+        if reply.omit_usage:
+            usage = None
         cid = f"chatcmpl-sim{uuid.uuid4().hex[:20]}"
         created = int(time.time())
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
-                _stream(cid, created, deployment, content, usage, include_usage, reply.chunk_delay_s),
+                _stream(cid, created, deployment, content, usage if include_usage else None, reply),
                 media_type="text/event-stream",
                 headers=reply.headers,
             )
         choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
                   "logprobs": None}  # fmt: skip
         payload = {"id": cid, "object": "chat.completion", "created": created, "model": deployment,
-                   "choices": [choice], "usage": usage, "system_fingerprint": "fp_simulated"}  # fmt: skip
+                   "choices": [choice], "system_fingerprint": "fp_simulated"}  # fmt: skip
+        if usage is not None:
+            payload["usage"] = usage
+        if reply.padding_bytes:
+            payload["padding"] = "x" * reply.padding_bytes
+        if reply.chunked:
+            data = json.dumps(payload).encode()
+            pieces = (data[i : i + 65536] for i in range(0, len(data), 65536))
+            return StreamingResponse(_pieces(pieces), media_type="application/json", headers=reply.headers)
         return JSONResponse(payload, headers=reply.headers)
 
     @staticmethod
@@ -174,45 +191,40 @@ class Simulator:
         )
 
 
+async def _pieces(pieces: Any) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
 async def _stream(
-    cid: str,
-    created: int,
-    model: str,
-    content: str,
-    usage: dict[str, int],
-    include_usage: bool,
-    chunk_delay_s: float = 0.0,
+    cid: str, created: int, model: str, content: str, usage: dict[str, Any] | None, reply: Reply
 ) -> AsyncIterator[bytes]:
-    def chunk(delta: dict[str, Any], finish: str | None, usage_: dict[str, int] | None = None) -> bytes:
-        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
-        obj = {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": choices,
-        }
+    """The answer as Chat Completions chunks: role, one chunk per word, finish, usage (when asked for and
+    not omitted), [DONE]; ``reply`` can cut it short, drop [DONE], pad it or slow it down."""
+
+    def chunk(choices: list[dict[str, Any]], usage_: dict[str, Any] | None = None) -> bytes:
+        obj: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                               "model": model, "choices": choices}  # fmt: skip
         if usage_ is not None:
             obj["usage"] = usage_
+        if reply.padding_bytes:
+            obj["padding"] = "x" * reply.padding_bytes
         return f"data: {json.dumps(obj)}\n\n".encode()
 
-    yield chunk({"role": "assistant", "content": ""}, None)
-    pieces = content.split(" ")
-    for i, piece in enumerate(pieces):
-        yield chunk({"content": piece if i == 0 else " " + piece}, None)
-        await asyncio.sleep(chunk_delay_s)
-    yield chunk({}, "stop")
-    if include_usage:
-        obj = {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [],
-        }
-        obj["usage"] = usage
-        yield f"data: {json.dumps(obj)}\n\n".encode()
-    yield b"data: [DONE]\n\n"
+    def delta(d: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": d, "finish_reason": finish}]
+
+    yield chunk(delta({"role": "assistant", "content": ""}))
+    for i, piece in enumerate(content.split(" ")):
+        if reply.cut_after_chunks is not None and i >= reply.cut_after_chunks:
+            return  # the connection ends here: no finish_reason, no usage, no [DONE]
+        yield chunk(delta({"content": piece if i == 0 else " " + piece}))
+        await asyncio.sleep(reply.chunk_delay_s)
+    yield chunk(delta({}, "stop"))
+    if usage is not None:
+        yield chunk([], usage)
+    if not reply.omit_done:
+        yield b"data: [DONE]\n\n"
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

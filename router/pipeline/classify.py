@@ -1,8 +1,9 @@
 """Classify: how hard is this request? The scorer on every request; the LLM judge only in its band.
 
 The scorer is pure and in-process (``router.classifiers``). A score strictly inside
-``JUDGE_LOW``..``JUDGE_HIGH`` asks the judge model for one number (``router.pipeline.judge``); a judge
-that fails, times out or answers without a number leaves the scorer's score in place.
+``JUDGE_LOW``..``JUDGE_HIGH`` asks the judge model for one number (``router.pipeline.judge``), which may
+move the score by at most ``JUDGE_MAX_SHIFT``; a judge that fails, times out or answers anything but a
+bare number leaves the scorer's score in place.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from router.models.config import cheapest_first
 from router.pipeline import pricing
-from router.pipeline.judge import ScoreCache, judge_messages, parse_score
+from router.pipeline.judge import ScoreCache, bounded, judge_messages, parse_score
 from router.upstream.endpoints import endpoint_for
 from router.upstream.errors import error_kind
 
@@ -38,6 +39,7 @@ class Classification:
     judge_prompt_tokens: int = 0
     judge_completion_tokens: int = 0
     judge_cost_usd: float = 0.0
+    judge_usage_estimated: bool = False
 
 
 def _rounded(score: float) -> float:
@@ -69,7 +71,7 @@ class Classifier:
             return Classification(score, self.scorer.kind, name)
         cached = self.judge_cache.get(query)
         if cached is not None:
-            return Classification(cached, "llm", name)
+            return Classification(bounded(cached, score, s.JUDGE_MAX_SHIFT), "llm", name)
         judge = self._judge_model(models)
         if judge is None or not self.health.try_acquire(judge.name):
             return Classification(score, "heuristic-fallback", name)
@@ -102,18 +104,19 @@ class Classifier:
         self.health.on_success(judge.name)
         parsed = parse_score(reply.text)
         if parsed is None:
-            log.warning("judge reply had no number; using the heuristic score")
+            log.warning("judge reply was not a bare number in [0, 1]; using the heuristic score")
         else:
             parsed = _rounded(parsed)
             self.judge_cache.put(query, parsed)
         return Classification(
-            complexity=score if parsed is None else parsed,
+            complexity=score if parsed is None else bounded(parsed, score, self.settings.JUDGE_MAX_SHIFT),
             classifier="heuristic-fallback" if parsed is None else "llm",
             scorer=self.scorer.name,
             judge_model=judge.name,
             judge_prompt_tokens=reply.prompt_tokens,
             judge_completion_tokens=reply.completion_tokens,
             judge_cost_usd=pricing.call_cost(judge, reply.prompt_tokens, reply.completion_tokens),
+            judge_usage_estimated=reply.usage_estimated,
         )
 
     def _judge_model(self, models: tuple[ModelConfig, ...]) -> ModelConfig | None:

@@ -85,6 +85,11 @@ def caller_error(
             code="content_filter",
             status=400,
         )
+    if code == "response_too_large":
+        return UpstreamError(
+            f"model {model!r} sent a response larger than MAX_UPSTREAM_BYTES; it was dropped",
+            code="upstream_response_too_large",
+        )
     if code == "deadline":
         return UpstreamTimeout("the request's time budget ran out before a model answered")
     if code == "timeout":

@@ -31,6 +31,7 @@ class Outcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error_code: str | None = None  # None: the call succeeded
+    usage_estimated: bool = False  # the token counts are estimates (usage missing or invalid)
 
 
 def cost_record(plan: Plan, outcome: Outcome) -> CostRecord:
@@ -62,4 +63,5 @@ def cost_record(plan: Plan, outcome: Outcome) -> CostRecord:
         attempts=json.dumps([{"model": a.model, "error_code": a.error_code} for a in failed])
         if failed
         else None,
+        usage_estimated=outcome.usage_estimated or c.judge_usage_estimated,
     )

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from router.chat.conversation import estimate_prompt_tokens
 from router.errors import CatalogUnavailable, ExecutionFailed, NoModelsError
 from router.health import SharedHealth
 from router.pipeline.classify import Classification, Classifier
@@ -19,6 +20,7 @@ from router.pipeline.execute import Attempt, Deadline, Execution, ExecutionPolic
 from router.pipeline.plan import Plan, PlanRequest, make_plan
 from router.pipeline.record import Outcome, cost_record
 from router.upstream.endpoints import endpoint_for
+from router.upstream.usage import TokenUsage
 
 if TYPE_CHECKING:
     from router.classifiers import Scorer
@@ -100,16 +102,20 @@ class RouterService:
         *,
         request_id: str,
         api: str,
+        too_large: TokenUsage | None = None,
     ) -> Execution[T]:
         """Run the plan's chain. When every attempt fails, the failure is recorded (if it cost anything)
-        and its ``RouterError`` raised for the caller."""
+        and its ``RouterError`` raised for the caller; ``too_large`` is the usage to record for an answer
+        refused unread for its size."""
         try:
             return await execute(
                 plan.chain, call, deadline, self.policy, models=plan.models, constraints=plan.constraints,
                 allow_outside_constraints=plan.allow_outside_constraints,
             )  # fmt: skip
         except ExecutionFailed as failure:
-            await self.record_failure(plan, failure, request_id=request_id, api=api, deadline=deadline)
+            await self.record_failure(
+                plan, failure, request_id=request_id, api=api, deadline=deadline, too_large=too_large
+            )
             raise failure.error from None
 
     async def record(self, plan: Plan, outcome: Outcome) -> CostRecord:
@@ -123,13 +129,26 @@ class RouterService:
         self.recorder.submit(cost_record(plan, outcome))
 
     async def record_failure(
-        self, plan: Plan, failure: ExecutionFailed, *, request_id: str, api: str, deadline: Deadline
+        self,
+        plan: Plan,
+        failure: ExecutionFailed,
+        *,
+        request_id: str,
+        api: str,
+        deadline: Deadline,
+        too_large: TokenUsage | None = None,
     ) -> None:
         """A failed request is recorded when it cost something: a call reached a model, or the judge
-        was paid for."""
+        was paid for. An answer dropped for its size was generated and billed, but its usage was never
+        read: it is recorded with ``too_large``, the caller's estimate (flagged as one)."""
         if failure.failed or plan.classification.judge_cost_usd:
-            outcome = Outcome(request_id, api, failure.model, deadline.elapsed_ms(), failure.failed,
-                              error_code=failure.stored_error_code)  # fmt: skip
+            code = failure.stored_error_code
+            usage = too_large if code == "response_too_large" and too_large else TokenUsage(0, 0)
+            outcome = Outcome(
+                request_id=request_id, api=api, model=failure.model, latency_ms=deadline.elapsed_ms(),
+                failed=failure.failed, prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens, error_code=code, usage_estimated=usage.estimated,
+            )  # fmt: skip
             await self.record(plan, outcome)
 
     # -- the flows ------------------------------------------------------------------------------
@@ -147,13 +166,17 @@ class RouterService:
         async def call(model: ModelConfig, timeout_s: float) -> Any:
             return await self.clients.chat(self.endpoint_for(model), model.deployment, messages, timeout_s)
 
-        execution = await self.execute(plan, call, deadline, request_id=request_id, api="route")
+        # Too large to read: priced at the prompt's estimate and the longest output allowed.
+        limit = TokenUsage(estimate_prompt_tokens(messages), self.settings.MAX_OUTPUT_TOKENS, True)
+        execution = await self.execute(
+            plan, call, deadline, request_id=request_id, api="route", too_large=limit
+        )
         completion = execution.result
         latency_ms = deadline.elapsed_ms()
         outcome = Outcome(
             request_id=request_id, api="route", model=execution.model, latency_ms=latency_ms,
             failed=execution.failed, prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
+            completion_tokens=completion.completion_tokens, usage_estimated=completion.usage_estimated,
         )  # fmt: skip
         rec = await self.record(plan, outcome)
         return RouteResult(

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from router.upstream.aiohttp_client import AiohttpOpenAIClients
+from router.upstream.limits import DEFAULT_MAX_BYTES
 from router.upstream.protocol import Completion, UpstreamClient
 from router.upstream.sdk import OpenAIClients
 
@@ -35,6 +36,7 @@ def create_upstream(
     api_version: str,
     timeout_s: float,
     http_client_factory: Callable[[], Any] | None = None,
+    max_response_bytes: int = DEFAULT_MAX_BYTES,
 ) -> UpstreamClient:
     try:
         cls = IMPLEMENTATIONS[kind]
@@ -42,7 +44,7 @@ def create_upstream(
         raise ValueError(
             f"unknown UPSTREAM_CLIENT {kind!r}; choose one of {sorted(IMPLEMENTATIONS)}"
         ) from None
-    return cls(credential_factory, api_version, timeout_s, http_client_factory)
+    return cls(credential_factory, api_version, timeout_s, http_client_factory, max_response_bytes)
 
 
 __all__ = ["IMPLEMENTATIONS", "Completion", "UpstreamClient", "create_upstream"]

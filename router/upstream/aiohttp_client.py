@@ -16,7 +16,8 @@ two apart (tests/test_upstream_clients.py runs both against the same faults):
   a timeout is ``openai.APITimeoutError``, a refused or reset connection ``openai.APIConnectionError``.
 
 Streaming calls are delegated to an ``OpenAIClients`` it owns (composition, not inheritance): the first
-token dominates a stream's latency, and the SDK's SSE parsing is worth keeping there.
+token dominates a stream's latency, so the SDK's request building costs little there. Bodies are read
+with the same ``MAX_UPSTREAM_BYTES`` cap as the SDK's (``read_capped``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from router.credentials import OPENAI_SCOPE
+from router.upstream.limits import DEFAULT_MAX_BYTES, read_capped
 from router.upstream.protocol import Completion, completion_from
 from router.upstream.sdk import OpenAIClients
 
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
     import aiohttp
     from azure.core.credentials import AccessToken
     from azure.core.credentials_async import AsyncTokenCredential
+
+    from router.upstream.sse import SSEStream
 
 USER_AGENT = "azure-model-router (aiohttp)"
 REFRESH_MARGIN_S = 300.0
@@ -52,10 +56,14 @@ class AiohttpOpenAIClients:
         api_version: str,
         timeout_s: float,
         http_client_factory: Callable[[], Any] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self._credential_factory = credential_factory
         self._api_version = api_version
-        self._sdk = OpenAIClients(credential_factory, api_version, timeout_s, http_client_factory)
+        self._max_response_bytes = max_response_bytes
+        self._sdk = OpenAIClients(
+            credential_factory, api_version, timeout_s, http_client_factory, max_response_bytes
+        )
         self._session: aiohttp.ClientSession | None = None
         self._token: AccessToken | None = None
         self._token_lock = asyncio.Lock()
@@ -107,10 +115,12 @@ class AiohttpOpenAIClients:
         self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, **params: Any
     ) -> Completion:
         return completion_from(
-            await self.post_json(endpoint, deployment, {"messages": messages, **params}, timeout_s)
+            await self.post_json(endpoint, deployment, {"messages": messages, **params}, timeout_s), messages
         )
 
-    async def stream(self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float) -> Any:
+    async def stream(
+        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float
+    ) -> SSEStream:
         return await self._sdk.stream(endpoint, deployment, body, timeout_s)
 
     async def post_json(
@@ -135,7 +145,7 @@ class AiohttpOpenAIClients:
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
                 allow_redirects=False,
             ) as response:
-                content = await response.read()
+                content = await read_capped(response, self._max_response_bytes)
                 status = response.status
                 if status >= 300:
                     raise _status_error(url, status, list(response.headers.items()), content)

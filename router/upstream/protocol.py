@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from router.chat.conversation import estimate_prompt_tokens
+from router.upstream.usage import read_usage, reply_chars
+
+if TYPE_CHECKING:
+    from router.upstream.sse import SSEStream
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,11 +18,13 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     raw: Any = None
+    usage_estimated: bool = False  # the upstream's usage was missing or invalid: the counts are estimates
 
 
 class UpstreamClient(Protocol):
     """Chat Completions against ``{endpoint}/openai/deployments/{deployment}`` with the process's Entra
-    token. Errors are the ``openai`` SDK's exception classes (``error_kind`` reads them)."""
+    token. Errors are the ``openai`` SDK's exception classes (``error_kind`` reads them), and
+    ``UpstreamTooLarge`` for a body over ``MAX_UPSTREAM_BYTES``."""
 
     async def chat(
         self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, **params: Any
@@ -26,20 +34,24 @@ class UpstreamClient(Protocol):
         self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float
     ) -> dict[str, Any]: ...
 
-    async def stream(self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float) -> Any: ...
+    async def stream(
+        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float
+    ) -> SSEStream: ...
 
     async def close(self) -> None: ...
 
 
-def completion_from(data: dict[str, Any]) -> Completion:
-    """The text and usage of a chat.completion JSON body (missing parts read as empty / zero)."""
+def completion_from(data: dict[str, Any], messages: list[dict[str, Any]]) -> Completion:
+    """The text and usage of a chat.completion JSON body; a missing part reads as empty, missing or
+    invalid usage as an estimate from ``messages`` and the reply (flagged)."""
     choices = data.get("choices") or []
     message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
     text = message.get("content") if isinstance(message, dict) else None
-    usage = data.get("usage") or {}
+    usage = read_usage(data.get("usage"), estimate_prompt_tokens(messages), reply_chars(data))
     return Completion(
         text=text if isinstance(text, str) else "",
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
         raw=data,
+        usage_estimated=usage.estimated,
     )

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from router.credentials import OPENAI_SCOPE
+from router.upstream.limits import DEFAULT_MAX_BYTES
 from router.upstream.protocol import Completion, completion_from
+from router.upstream.sse import SSEStream
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -18,7 +20,8 @@ class OpenAIClients:
     """Clients keyed by endpoint, created on first use with an Entra token provider (no API keys).
 
     The SDK's own retries are off: the router owns the retry/fallback policy, so two layers never
-    multiply attempts against a throttled deployment.
+    multiply attempts against a throttled deployment. Every body the SDK reads is capped at
+    ``max_response_bytes`` in its HTTP transport (``router.upstream.capped_http``).
     """
 
     def __init__(
@@ -27,11 +30,13 @@ class OpenAIClients:
         api_version: str,
         timeout_s: float,
         http_client_factory: Callable[[], Any] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self._credential_factory = credential_factory
         self._api_version = api_version
         self._timeout_s = timeout_s
         self._http_client_factory = http_client_factory
+        self._max_response_bytes = max_response_bytes
         self._clients: dict[str, AsyncAzureOpenAI] = {}
 
     def get(self, endpoint: str) -> AsyncAzureOpenAI:
@@ -44,23 +49,24 @@ class OpenAIClients:
         from azure.identity.aio import get_bearer_token_provider
         from openai import AsyncAzureOpenAI
 
-        kwargs: dict[str, Any] = {}
-        if self._http_client_factory is not None:
-            kwargs["http_client"] = self._http_client_factory()
+        from router.upstream.capped_http import capped_http_client  # imports httpx2: not at startup
+
+        factory = self._http_client_factory
+        http_client = factory() if factory is not None else capped_http_client(self._max_response_bytes)
         return AsyncAzureOpenAI(
             azure_endpoint=endpoint,
             api_version=self._api_version,
             azure_ad_token_provider=get_bearer_token_provider(self._credential_factory(), OPENAI_SCOPE),
             max_retries=0,
             timeout=self._timeout_s,
-            **kwargs,
+            http_client=http_client,
         )
 
     async def chat(
         self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, **params: Any
     ) -> Completion:
         return completion_from(
-            await self.post_json(endpoint, deployment, {"messages": messages, **params}, timeout_s)
+            await self.post_json(endpoint, deployment, {"messages": messages, **params}, timeout_s), messages
         )
 
     async def post_json(
@@ -83,12 +89,21 @@ class OpenAIClients:
             raise ValueError("upstream answered with a non-object JSON body")
         return data
 
-    async def stream(self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float) -> Any:
-        """A streaming Chat Completions call: the SDK's async stream of typed chunks."""
-        params = {k: v for k, v in body.items() if k not in ("model", "messages")}
-        return await self.get(endpoint).chat.completions.create(
-            model=deployment, messages=body["messages"], timeout=timeout_s, **params
+    async def stream(
+        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float
+    ) -> SSEStream:
+        """A streaming Chat Completions call through the same ``post``: the SDK sends it and raises its
+        errors; the body is left unread for ``SSEStream`` (which knows whether ``[DONE]`` came)."""
+        import httpx2
+
+        response = await self.get(endpoint).post(
+            "/chat/completions",
+            body={**body, "model": deployment},
+            cast_to=httpx2.Response,
+            options={"timeout": timeout_s},
+            stream=True,
         )
+        return SSEStream(response)
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
