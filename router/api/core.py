@@ -110,6 +110,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             status="ok",
             models=len(models),
             pending_cost_records=service.recorder.pending,
+            dropped_cost_records=service.recorder.dropped,
             unhealthy=service.health.snapshot(),
         )
 
