@@ -4,4 +4,5 @@ import azure.functions as func
 
 from router.api.app import create_app
 
-app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.FUNCTION)
+# functions_host: this host never runs the ASGI shutdown, so each invocation awaits its cost records.
+app = func.AsgiFunctionApp(app=create_app(functions_host=True), http_auth_level=func.AuthLevel.FUNCTION)
