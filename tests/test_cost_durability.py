@@ -1,0 +1,232 @@
+"""Cost records when Table Storage hangs (accepts connections, never answers) and the process goes away.
+
+The guarantee under test: every record handed to the recorder is in the table, or in the log as one
+full JSON line that ``python -m router costs replay`` stores exactly once, or both. Real components
+throughout (Azurite, the real Table SDK, the real app, ``func.AsgiFunctionApp``); the hung endpoint is
+a real TCP peer (``tests.support.HangingProxy``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from azure.core.exceptions import AzureError, ServiceRequestError
+from azure.data.tables import UpdateMode
+
+from router.api.app import create_app
+from router.costs.recorder import CostRecorder
+from router.costs.records import CostRecord, record_line
+from router.dev.azurite import Azurite
+from router.models.store import upsert_table
+from router.runtime import Runtime
+from router.settings import Settings
+from tests.conftest import MODELS
+from tests.support import HangingProxy
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # router.logs.configure_logging's
+
+
+@pytest.fixture
+def hung() -> Iterator[HangingProxy]:
+    proxy = HangingProxy().start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Iterator[Path]:
+    """The router's log lines in a file, formatted as ``serve`` formats them (timestamp, level, name)."""
+    path = tmp_path / "router.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger = logging.getLogger("router")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    yield path
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+    handler.close()
+
+
+def make_record(i: int) -> CostRecord:
+    """Distinct values in every field, so a replay that mixes records up fails."""
+    return CostRecord(
+        request_id=f"q-{i}", model=f"m{i % 3}", deployment=f"dep-{i % 3}", complexity=i / 40,
+        classifier="seed", prompt_tokens=100 + i, completion_tokens=200 + i, cost_usd=i * 0.001 + 0.0001,
+        classifier_model="small" if i % 2 else None, classifier_prompt_tokens=i, classifier_cost_usd=i * 1e-6,
+        baseline_model="large", baseline_cost_usd=i * 0.01, latency_ms=10.5 + i,
+        status="ok" if i % 5 else "error", error_code=None if i % 5 else "http_500", fallbacks=i % 2,
+    )  # fmt: skip
+
+
+async def stored_entities(settings: Settings) -> dict[str, dict[str, Any]]:
+    check = Runtime(settings)
+    try:
+        table = await check.table(settings.COSTS_TABLE)
+        return {e["RowKey"]: dict(e) async for e in table.list_entities()}
+    finally:
+        await check.close()
+
+
+def replay(settings: Settings, *logs: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TABLES_CONNECTION_STRING": settings.TABLES_CONNECTION_STRING or "",
+           "COSTS_TABLE": settings.COSTS_TABLE}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "router", "costs", "replay", *map(str, logs)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def logged_request_ids(path: Path, phrase: str) -> list[str]:
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if phrase in line:
+            out.append(json.loads(line[line.index('{"cost_record":') :])["cost_record"]["request_id"])
+    return out
+
+
+async def test_table_calls_time_out_instead_of_waiting_300_s(settings_factory, hung: HangingProxy):
+    settings = settings_factory(
+        TABLES_CONNECTION_STRING=hung.connection_string(settings_factory().TABLES_CONNECTION_STRING),
+        TABLES_READ_TIMEOUT_S=0.5,
+    )
+    runtime = Runtime(settings)
+    started = time.monotonic()
+    try:
+        with pytest.raises(AzureError):  # the SDK's timeout, not the 5 s guard (TimeoutError)
+            await asyncio.wait_for(runtime.table(settings.COSTS_TABLE), 5)
+        assert time.monotonic() - started < 3  # two attempts (retry_total=1) of 0.5 s each, plus backoff
+        assert hung.accepted >= 1
+        assert (Settings.model_fields["TABLES_CONNECT_TIMEOUT_S"].default,
+                Settings.model_fields["TABLES_READ_TIMEOUT_S"].default) == (3.0, 10.0)  # fmt: skip
+    finally:
+        await runtime.close()
+
+
+async def test_shutdown_during_a_hung_table_logs_every_record_and_replay_stores_each_once(
+    settings_factory, hung: HangingProxy, log_file: Path
+):
+    """The finding: 40 records handed over, Table Storage hanging, then shutdown (what SIGTERM runs under
+    ``serve``). Some records are in the batch being written, the others queued behind it."""
+    real = settings_factory()
+    settings = real.model_copy(
+        update={
+            "TABLES_CONNECTION_STRING": hung.connection_string(real.TABLES_CONNECTION_STRING or ""),
+            "COST_DRAIN_S": 1.0,
+        }
+    )
+    runtime = Runtime(settings)
+    recorder = (await runtime.service()).recorder
+    records = [make_record(i) for i in range(40)]
+    for rec in records[:25]:
+        recorder.submit(rec)
+    await asyncio.sleep(0.2)  # the batcher has taken these 25 and is waiting on the hung table
+    for rec in records[25:]:
+        recorder.submit(rec)
+    assert recorder.pending == 40
+    started = time.monotonic()
+    await runtime.close()
+    assert time.monotonic() - started < 1.0 + 1.0 + 1.0  # drain bound, health bound, closing
+    ids = logged_request_ids(log_file, "cost record not stored at shutdown")
+    assert sorted(ids) == sorted(r.request_id for r in records)  # every one, in full, once
+
+    # Replay the log, prefixes and unrelated lines included, into the real table: each record once.
+    with log_file.open("a", encoding="utf-8") as f:
+        f.write("2026-01-01 00:00:00,000 INFO router unrelated line {not json\n")
+    result = replay(real, log_file)
+    assert result.returncode == 0, result.stderr
+    assert "40 cost record(s), 40 distinct, 0 invalid; upserted 40, failed 0" in result.stdout
+    for _ in range(2):  # a second replay changes nothing
+        stored = await stored_entities(real)
+        assert len(stored) == 40
+        for rec in records:
+            expected = rec.to_entity()
+            got = stored[expected["RowKey"]]
+            assert {k: got.get(k) for k in expected} == expected
+            assert got.get("classifier_model") == expected.get("classifier_model")
+        assert replay(real, log_file, log_file).returncode == 0
+
+
+async def test_one_bound_covers_queued_records_and_evictions_are_logged_and_counted(
+    settings_factory, azurite: Azurite, simulator, log_file: Path
+):
+    """With the table hung, records pile up before any write fails (nothing is parked yet): the bound
+    must hold for them too, and each record beyond it is logged in full and counted."""
+    proxy = HangingProxy(azurite.port).start()
+    real = settings_factory(MODELS_TTL_SECONDS=3600, HEALTH_REFRESH_S=3600, COST_BUFFER_MAX=50)
+    settings = real.model_copy(
+        update={"TABLES_CONNECTION_STRING": proxy.connection_string(real.TABLES_CONNECTION_STRING or "")}
+    )
+    runtime = Runtime(settings)
+    client = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=create_app(runtime)), base_url="http://t")
+    try:
+        await upsert_table(await runtime.table(settings.MODELS_TABLE), MODELS)
+        assert (await client.get("/api/health")).status_code == 200  # catalogue loaded
+        proxy.hang()
+        for i in range(120):
+            r = await client.post("/api/route", json={"query": "hi"}, headers={"x-request-id": f"b-{i}"})
+            assert r.status_code == 200
+        health = (await client.get("/api/health")).json()
+        assert health["pending_cost_records"] == 50
+        assert health["dropped_cost_records"] == 70
+        dropped = logged_request_ids(log_file, "cost record dropped, COST_BUFFER_MAX=50 reached")
+        assert sorted(dropped) == sorted(f"b-{i}" for i in range(50, 120))
+    finally:
+        await client.aclose()
+        proxy.stop()
+        await runtime.close()
+
+
+async def test_a_flush_racing_a_park_at_a_full_buffer_loses_no_record(settings_factory, caplog):
+    """Mocked: only the timing. The writer is the real Azurite upsert behind a gate that holds the
+    flush of one record mid-write and an injected outage (``ServiceRequestError``); no real fault can
+    be timed to interleave a flush and a park this exactly."""
+    settings = settings_factory()
+    runtime = Runtime(settings)
+    table = await runtime.table(settings.COSTS_TABLE)
+    a, b, c = (make_record(i) for i in range(3))
+    failing, held, gate = {a.row_key, b.row_key}, set(), asyncio.Event()
+
+    async def write(entity: dict[str, Any]) -> None:
+        if entity["RowKey"] in held:
+            await gate.wait()
+        if entity["RowKey"] in failing:
+            raise ServiceRequestError("table unreachable")
+        await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    recorder = CostRecorder(write, max_pending=2, background=False, retry_delays_s=())
+    try:
+        await recorder.record(a)
+        await recorder.record(b)
+        await recorder.idle()
+        assert recorder.buffered == 2  # both parked: the buffer is full
+        failing, held = {b.row_key, c.row_key}, {a.row_key}
+        flushing = asyncio.ensure_future(recorder.flush())
+        await asyncio.sleep(0.05)  # the flush is writing a, held at the gate
+        await recorder.record(c)  # fails and parks while the flush of a is in flight
+        failing = set()
+        gate.set()
+        await flushing
+        await recorder.flush()
+        await recorder.idle()
+        stored = {e["RowKey"] async for e in table.list_entities()}
+        missing = {r.row_key for r in (a, b, c)} - stored
+        dropped = [line for line in caplog.text.splitlines() if "cost record dropped" in line]
+        # Whatever is not in the table was dropped from memory, logged in full as such, and counted.
+        assert {r.row_key for r in (a, b, c) if any(record_line(r) in line for line in dropped)} == missing
+        assert recorder.dropped == len(missing) == 1
+        assert recorder.pending == 0
+    finally:
+        await runtime.close()
