@@ -9,16 +9,20 @@ a real TCP peer (``tests.support.HangingProxy``).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import azure.functions as func
 import httpx2
 import pytest
 from azure.core.exceptions import AzureError, ServiceRequestError
@@ -30,7 +34,7 @@ from router.costs.records import CostRecord, record_line
 from router.dev.azurite import Azurite
 from router.models.store import upsert_table
 from router.runtime import Runtime
-from router.settings import Settings
+from router.settings import Settings, load_settings
 from tests.conftest import MODELS
 from tests.support import HangingProxy
 
@@ -230,3 +234,94 @@ async def test_a_flush_racing_a_park_at_a_full_buffer_loses_no_record(settings_f
         assert recorder.pending == 0
     finally:
         await runtime.close()
+
+
+# -- under the Functions host: no shutdown hook ever runs ------------------------------------------
+@pytest.fixture
+def function_app(monkeypatch, settings_factory) -> Iterator[Any]:
+    """``function_app.py`` imported as the Functions host imports it, with the environment given."""
+    imported: list[Any] = []
+
+    def load(**env: str) -> tuple[Any, Settings]:
+        base = settings_factory().model_dump(exclude_none=True)
+        values = {k: str(v) for k, v in {**base, "MODELS_TTL_SECONDS": 3600, "HEALTH_REFRESH_S": 3600,
+                                        "COST_DRAIN_S": 0.5, **env}.items()}  # fmt: skip
+        for k, v in values.items():
+            monkeypatch.setenv(k, v)
+        sys.modules.pop("function_app", None)
+        module = importlib.import_module("function_app")
+        imported.append(module)
+        return module, load_settings(values)
+
+    yield load
+    sys.modules.pop("function_app", None)
+
+
+def _context() -> SimpleNamespace:
+    return SimpleNamespace(invocation_id=str(uuid.uuid4()), function_name="http_app_func",
+                           function_directory=".", trace_context=None, retry_context=None,
+                           thread_local_storage=None)  # fmt: skip
+
+
+def _request(rid: str) -> func.HttpRequest:
+    return func.HttpRequest(
+        method="POST", url="https://router.azurewebsites.net/api/route",
+        headers={"content-type": "application/json", "x-request-id": rid}, body=b'{"query": "hi"}',
+    )  # fmt: skip
+
+
+async def _invoke(module: Any, rid: str) -> None:
+    if not hasattr(module, "handler"):  # get_functions() registers the function: once per import
+        module.handler = module.app.get_functions()[0].get_user_function()
+    resp = await module.handler(_request(rid), _context())
+    assert resp.status_code == 200, resp.get_body()
+
+
+async def test_each_function_invocation_returns_with_its_record_stored(function_app, simulator):
+    """Nothing after the invocation returns is needed: the table is read by another client right
+    after each one, and the app is then dropped without its shutdown (which the host never runs)."""
+    module, settings = function_app()
+    runtime = module.app.middleware._app.state.runtime
+    await upsert_table(await runtime.table(settings.MODELS_TABLE), MODELS)
+    for i in range(3):
+        await _invoke(module, f"fn-{i}")
+        ids = sorted(e["request_id"] for e in (await stored_entities(settings)).values())
+        assert ids == [f"fn-{j}" for j in range(i + 1)]
+    await runtime.close()  # test hygiene only (the shared event loop): the assertions are above
+
+
+async def test_function_invocation_with_a_hung_table_logs_its_record_before_returning(
+    function_app, simulator, azurite: Azurite, log_file: Path
+):
+    """With Table Storage hung, each invocation waits COST_AWAIT_MS for its record, then logs it in
+    full and returns: when the worker is then dropped (recycle, scale-in: no shutdown hook), every
+    record is in the table or in the log, and the log replays into the table."""
+    proxy = HangingProxy(azurite.port).start()
+    module, settings = function_app(
+        TABLES_CONNECTION_STRING=proxy.connection_string(azurite.connection_string), COST_AWAIT_MS="300"
+    )
+    real = settings.model_copy(update={"TABLES_CONNECTION_STRING": azurite.connection_string})
+    runtime = module.app.middleware._app.state.runtime
+    try:
+        await upsert_table(await runtime.table(settings.MODELS_TABLE), MODELS)
+        await _invoke(module, "warm")
+        proxy.hang()
+        for i in range(3):
+            started = time.monotonic()
+            await _invoke(module, f"hung-{i}")
+            assert time.monotonic() - started < 0.3 + 0.7
+            assert logged_request_ids(log_file, "not stored within COST_AWAIT_MS") == [
+                f"hung-{j}" for j in range(i + 1)
+            ]
+        # The worker is gone now as far as the records are concerned: no close, no drain.
+        ids = sorted(e["request_id"] for e in (await stored_entities(real)).values())
+        assert ids == ["warm"]
+    finally:
+        proxy.stop()
+        await runtime.close()  # test hygiene only; its shutdown lines are not used below
+    lines = [line for line in log_file.read_text().splitlines() if "not stored within" in line]
+    (log_file.parent / "host.log").write_text("\n".join(lines) + "\n")
+    result = replay(real, log_file.parent / "host.log")
+    assert "3 cost record(s), 3 distinct, 0 invalid; upserted 3, failed 0" in result.stdout, result.stderr
+    ids = sorted(e["request_id"] for e in (await stored_entities(real)).values())
+    assert ids == ["hung-0", "hung-1", "hung-2", "warm"]
