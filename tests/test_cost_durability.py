@@ -237,10 +237,12 @@ async def test_a_flush_racing_a_park_at_a_full_buffer_loses_no_record(settings_f
 
 
 # -- under the Functions host: no shutdown hook ever runs ------------------------------------------
+_IMPORTED: list[Any] = []
+
+
 @pytest.fixture
 def function_app(monkeypatch, settings_factory) -> Iterator[Any]:
     """``function_app.py`` imported as the Functions host imports it, with the environment given."""
-    imported: list[Any] = []
 
     def load(**env: str) -> tuple[Any, Settings]:
         base = settings_factory().model_dump(exclude_none=True)
@@ -250,7 +252,9 @@ def function_app(monkeypatch, settings_factory) -> Iterator[Any]:
             monkeypatch.setenv(k, v)
         sys.modules.pop("function_app", None)
         module = importlib.import_module("function_app")
-        imported.append(module)
+        # Kept referenced: AsgiFunctionApp.__del__ (the library's only shutdown hook) calls asyncio.run,
+        # which cannot work inside this running loop; at interpreter exit it is harmless.
+        _IMPORTED.append(module)
         return module, load_settings(values)
 
     yield load
@@ -325,3 +329,11 @@ async def test_function_invocation_with_a_hung_table_logs_its_record_before_retu
     assert "3 cost record(s), 3 distinct, 0 invalid; upserted 3, failed 0" in result.stdout, result.stderr
     ids = sorted(e["request_id"] for e in (await stored_entities(real)).values())
     assert ids == ["hung-0", "hung-1", "hung-2", "warm"]
+
+
+def test_application_insights_never_samples_log_lines_away():
+    """In Azure the log is Application Insights: a sampled-away trace would be a record in neither
+    the table nor the log."""
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
+    assert not sampling["isEnabled"] or "Trace" in sampling["excludedTypes"].split(";")

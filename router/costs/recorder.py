@@ -178,6 +178,8 @@ class CostRecorder:
         entity = rec.to_entity()
         last: Exception | None = None
         for delay in (0.0, *self._retry_delays_s):
+            if delay and self._closed:  # after the drain the clients are closed: park (log) at once
+                break
             if delay:
                 await asyncio.sleep(delay)
             try:
