@@ -13,6 +13,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,12 +32,13 @@ from azure.data.tables import UpdateMode
 from router.api.app import create_app
 from router.costs.recorder import CostRecorder
 from router.costs.records import CostRecord, record_line
-from router.dev.azurite import Azurite
+from router.dev.azurite import Azurite, free_port
 from router.models.store import upsert_table
 from router.runtime import Runtime
 from router.settings import Settings, load_settings
-from tests.conftest import MODELS
+from tests.conftest import CLIENT_ID, MODELS
 from tests.support import HangingProxy
+from tests.test_reliability import _wait_up
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # router.logs.configure_logging's
@@ -337,3 +339,60 @@ def test_application_insights_never_samples_log_lines_away():
     host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
     sampling = host["logging"]["applicationInsights"]["samplingSettings"]
     assert not sampling["isEnabled"] or "Trace" in sampling["excludedTypes"].split(";")
+
+
+async def test_sigterm_to_serve_during_a_hung_table_loses_no_record(
+    azurite: Azurite, simulator_server, identity, tmp_path: Path
+):
+    """The finding end to end: ``python -m router serve``, Table Storage hung, 40 calls, SIGTERM. The
+    process exits within its drain bound, and its stderr replays into the table: all 40, once each."""
+    sim, sim_server = simulator_server
+    sim.reset()
+    endpoint, id_server = identity
+    proxy = HangingProxy(azurite.port).start()
+    costs = f"costs{uuid.uuid4().hex[:10]}"
+    env = {
+        **os.environ, "AZURE_OPENAI_ENDPOINT": sim_server.url, "AZURE_CLIENT_ID": CLIENT_ID,
+        "TABLES_CONNECTION_STRING": proxy.connection_string(azurite.connection_string),
+        "MODELS_TABLE": f"models{uuid.uuid4().hex[:10]}", "COSTS_TABLE": costs,
+        "HEALTH_TABLE": f"health{uuid.uuid4().hex[:10]}", "CLASSIFIER": "seed",
+        "MODELS_TTL_SECONDS": "3600", "HEALTH_REFRESH_S": "3600", "COST_DRAIN_S": "1",
+        "IDENTITY_ENDPOINT": f"{id_server.url}/msi/token", "IDENTITY_HEADER": endpoint.header_secret,
+    }  # fmt: skip
+    seed = Runtime(load_settings(env))
+    await upsert_table(await seed.table(env["MODELS_TABLE"]), MODELS)
+    await seed.close()
+    port, stderr = free_port(), tmp_path / "serve.stderr"
+    proc = subprocess.Popen([sys.executable, "-m", "router", "serve", "--port", str(port)], env=env,
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr.open("wb"))  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await asyncio.to_thread(_wait_up, url, proc)
+        async with httpx2.AsyncClient(timeout=10) as client:
+            assert (await client.post(f"{url}/api/route", json={"query": "hi"})).status_code == 200
+            real = load_settings({**env, "TABLES_CONNECTION_STRING": azurite.connection_string})
+            while not await stored_entities(real):  # the warm-up's record is written in the background
+                await asyncio.sleep(0.05)
+            proxy.hang()
+            for i in range(40):
+                r = await client.post(
+                    f"{url}/api/route", json={"query": "hi"}, headers={"x-request-id": f"s-{i}"}
+                )
+                assert r.status_code == 200
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the SIGTERM after its graceful shutdown (lifespan included): -15
+        assert await asyncio.to_thread(proc.wait, 15) in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 1 + 1 + 3  # COST_DRAIN_S, the health bound, the rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.stop()
+    logged = logged_request_ids(stderr, "cost record not stored at shutdown")
+    assert sorted(logged) == sorted(f"s-{i}" for i in range(40))
+    result = replay(real, stderr)
+    assert "40 distinct, 0 invalid; upserted 40, failed 0" in result.stdout, result.stdout + result.stderr
+    stored = await stored_entities(real)
+    assert sorted(e["request_id"] for e in stored.values() if e["request_id"].startswith("s-")) == sorted(
+        f"s-{i}" for i in range(40)
+    )
