@@ -32,6 +32,7 @@ from azure.data.tables import UpdateMode
 from router.api.app import create_app
 from router.costs.recorder import CostRecorder
 from router.costs.records import CostRecord, record_line
+from router.costs.replay import scan
 from router.dev.azurite import Azurite, free_port
 from router.models.store import upsert_table
 from router.runtime import Runtime
@@ -397,3 +398,25 @@ async def test_sigterm_to_serve_during_a_hung_table_loses_no_record(
     assert sorted(e["request_id"] for e in stored.values() if e["request_id"].startswith("s-")) == sorted(
         f"s-{i}" for i in range(40)
     )
+
+
+def test_replay_reads_records_wherever_they_sit_and_flags_what_it_cannot_read():
+    a, b = make_record(1), make_record(2)
+    line_a, line_b = record_line(a), record_line(b)
+    newer = json.loads(line_b)
+    newer["cost_record"]["from_a_newer_version"] = 1
+    lines = [
+        f"2026-12-01 10:00:00,123 ERROR router.costs cost record write failed (ReadTimeout): {line_a}",
+        f"[worker] {line_a} and again {line_b}",  # two in a line, one of them twice
+        "2026-12-01 10:00:01,000 INFO router.api route r1 model=small",  # unrelated
+        line_a[:-20],  # cut short
+        '"{""cost_record"":{""PartitionKey"":""2026-12-01""}}"',  # CSV-escaped
+        json.dumps(newer),
+    ]  # fmt: skip
+    found = scan((f"log:{n}", line) for n, line in enumerate(lines, 1))
+    assert found.records == {
+        (a.partition_key, a.row_key): a.to_entity(),
+        (b.partition_key, b.row_key): b.to_entity(),
+    }
+    assert (found.lines, found.found, len(found.invalid)) == (6, 6, 3)
+    assert "fields unknown to this version: from_a_newer_version" in found.invalid[-1]

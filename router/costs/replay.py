@@ -68,6 +68,9 @@ def scan(named_lines: Iterable[tuple[str, str]], into: Scan | None = None) -> Sc
     for where, line in named_lines:
         out.lines += 1
         start = line.find(MARKER)
+        if start == -1 and "cost_record" in line:  # escaped by an export (CSV, JSON): not silently skipped
+            out.found += 1
+            out.invalid.append(f"{where}: a cost_record that is not raw JSON (export the raw message)")
         while start != -1:
             out.found += 1
             try:
