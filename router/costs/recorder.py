@@ -3,9 +3,9 @@
 Every retry is an idempotent upsert of the same entity (the record's RowKey is fixed when it is made),
 and so is a replay from the log (``python -m router costs replay``). The guarantee is: every record
 handed over ends up in the table, or in the log as one full JSON line (``record_line``), or both. It
-is in neither only while it is in memory: from the hand-over until its write is stored, it is
-parked (logged at that moment), it is evicted at ``max_pending`` (logged), an invocation's await budget
-runs out (logged, see ``awaiting_records``), or the shutdown drain gives up (logged).
+is in neither only while held in memory, from the hand-over until the first of: stored; parked after
+failed writes (logged); evicted at ``max_pending`` (logged); an awaiting invocation's budget ran out
+(logged, see ``awaiting_records``); the shutdown drain gave up (logged).
 """
 
 from __future__ import annotations
