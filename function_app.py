@@ -9,4 +9,5 @@ from router.logs import quiet_sdks
 # (Application Insights). Otherwise azure-core and httpx2 log every request and response at INFO.
 quiet_sdks()
 
-app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.FUNCTION)
+# functions_host: this host never runs the ASGI shutdown, so each invocation awaits its cost records.
+app = func.AsgiFunctionApp(app=create_app(functions_host=True), http_auth_level=func.AuthLevel.FUNCTION)

@@ -158,8 +158,9 @@ class Runtime:
     async def close(self) -> None:
         service, self._service = self._service, None
         if service is not None:
-            await service.recorder.drain()
-            await service.health.wait_idle()
+            # Bounded: whatever the drain could not store is in the log, for `costs replay`.
+            await service.recorder.drain(self.settings.COST_DRAIN_S)
+            await service.health.wait_idle(timeout_s=1.0)
             await service.clients.close()
         self._table_clients.clear()
         if self._tables is not None:

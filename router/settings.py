@@ -48,6 +48,12 @@ class Settings(BaseModel):
     COSTS_ROLLUP_TABLE: Annotated[str, Field(pattern=_TABLE_NAME)] = Field(
         "costsdaily", description="Daily cost roll-ups for reports (recomputed for closed days)."
     )
+    TABLES_CONNECT_TIMEOUT_S: float = Field(
+        3.0, gt=0, le=300, description="Table Storage connect timeout (the SDK's default is 300 s)."
+    )
+    TABLES_READ_TIMEOUT_S: float = Field(
+        10.0, gt=0, le=300, description="Table Storage wait for a response (the SDK's default is 300 s)."
+    )
     MODELS_TTL_SECONDS: float = Field(60.0, gt=0, le=86400)
     # Classification
     CLASSIFIER: str = Field("learned", min_length=1, description="Scorer name from the registry.")
@@ -105,7 +111,19 @@ class Settings(BaseModel):
         "errors (about 1 ms less CPU per call; streaming always uses the SDK).",
     )
     COST_WRITE_MODE: Literal["background", "inline"] = "background"
-    COST_BUFFER_MAX: int = Field(10_000, ge=1, le=10_000_000)
+    COST_BUFFER_MAX: int = Field(
+        10_000, ge=1, le=10_000_000,
+        description="Cost records held in memory (queued, being written, parked); beyond it they are "
+        "logged in full and dropped from memory.",
+    )  # fmt: skip
+    COST_AWAIT_MS: float = Field(
+        300.0, ge=0, le=60_000,
+        description="Under the Functions host: how long an invocation waits for its cost record to be "
+        "stored before logging it in full for replay (0 = do not wait).",
+    )  # fmt: skip
+    COST_DRAIN_S: float = Field(
+        10.0, ge=0, le=600, description="Shutdown: how long to wait for cost-record writes before logging."
+    )
     COST_BATCH_LINGER_MS: float = Field(
         50.0, ge=0, le=10_000, description="Background mode: how long records gather into one batch write."
     )

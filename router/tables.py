@@ -20,8 +20,14 @@ def create_service_client(
 ) -> TableServiceClient:
     from azure.data.tables.aio import TableServiceClient
 
-    # No proxy/netrc lookups from the environment on every request (aiohttp does them in a thread).
-    transport = {"use_env_settings": False, **transport}
+    # No proxy/netrc lookups from the environment on every request (aiohttp does them in a thread), and
+    # short timeouts: with the SDK's 300 s defaults a hung Table endpoint holds every write for minutes.
+    transport = {
+        "use_env_settings": False,
+        "connection_timeout": settings.TABLES_CONNECT_TIMEOUT_S,
+        "read_timeout": settings.TABLES_READ_TIMEOUT_S,
+        **transport,
+    }
     if settings.TABLES_CONNECTION_STRING:
         return TableServiceClient.from_connection_string(settings.TABLES_CONNECTION_STRING, **transport)
     if credential is None or settings.TABLES_ENDPOINT is None:

@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -153,3 +155,82 @@ class ResettingServer:
         self._stop = True
         self.thread.join(timeout=5)
         self.sock.close()
+
+
+class HangingProxy:
+    """A TCP proxy in front of a real server (Azurite) that can be made to hang: after ``hang()`` it
+    still accepts connections and reads every byte, but answers nothing, on new and open connections
+    alike. A Table endpoint that accepts and never answers is the outage the cost recorder must survive.
+    With ``target_port=None`` it hangs from the start (nothing behind it)."""
+
+    def __init__(self, target_port: int | None = None) -> None:
+        import socket
+
+        self.target_port = target_port
+        self.hung = target_port is None
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._conns: list[Any] = []
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def connection_string(self, real: str) -> str:
+        """``real`` (Azurite's connection string) with its TableEndpoint pointed here."""
+        return re.sub(
+            r"TableEndpoint=http://127\.0\.0\.1:\d+/", f"TableEndpoint=http://127.0.0.1:{self.port}/", real
+        )
+
+    def hang(self) -> None:
+        self.hung = True
+
+    def _run(self) -> None:
+        import socket
+
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            self._conns.append(conn)
+            upstream = None
+            if not self.hung and self.target_port is not None:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+                self._conns.append(upstream)
+                threading.Thread(target=self._pump, args=(upstream, conn), daemon=True).start()
+            threading.Thread(target=self._pump, args=(conn, upstream), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            if dst is not None and not self.hung:
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    break
+        for s in (src, dst):
+            if s is not None and not self.hung:
+                with contextlib.suppress(OSError):
+                    s.shutdown(2)
+
+    def start(self) -> HangingProxy:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Close everything: requests still waiting fail at once (connection closed)."""
+        self._stop = True
+        self.thread.join(timeout=5)
+        self.sock.close()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.close()

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from router.api import core, handlers
 from router.api.body import COMPONENT_REF
-from router.api.middleware import EdgeMiddleware
+from router.api.middleware import AwaitCostRecords, EdgeMiddleware
 from router.api.schemas import RouteRequest
 from router.chat import api as chat_api
 from router.chat.schemas import ChatCompletionRequest
@@ -23,8 +23,11 @@ from router.runtime import Runtime
 _BODY_MODELS: tuple[type[BaseModel], ...] = (RouteRequest, ChatCompletionRequest)
 
 
-def create_app(runtime: Runtime | None = None) -> FastAPI:
-    """Build the app. Settings are validated here, so a bad setting fails at startup with its name."""
+def create_app(runtime: Runtime | None = None, *, functions_host: bool = False) -> FastAPI:
+    """Build the app. Settings are validated here, so a bad setting fails at startup with its name.
+
+    ``functions_host``: built by ``function_app.py``. That host never runs the ASGI lifespan shutdown
+    (no drain), so each invocation waits up to ``COST_AWAIT_MS`` for its cost records instead."""
     runtime = runtime or Runtime()
     settings = runtime.settings
 
@@ -48,6 +51,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(reports_api.build_router(runtime))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.MAX_BODY_BYTES)
+    if functions_host and settings.COST_AWAIT_MS > 0:
+        app.add_middleware(AwaitCostRecords, budget_s=settings.COST_AWAIT_MS / 1000)
     return app
 
 

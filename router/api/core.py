@@ -105,6 +105,13 @@ def build_router(runtime: Runtime) -> APIRouter:
             request_id=request_id(request),
         )
 
+    _add_state_routes(api, runtime)
+    return api
+
+
+def _add_state_routes(api: APIRouter, runtime: Runtime) -> None:
+    """``/api/models`` and ``/api/health``: what this instance is working with."""
+
     @api.get("/api/models", response_model=ModelsResponse, responses=ERRORS)
     async def models() -> ModelsResponse:
         service = await runtime.service()
@@ -123,7 +130,6 @@ def build_router(runtime: Runtime) -> APIRouter:
             status="ok",
             models=len(models),
             pending_cost_records=service.recorder.pending,
+            dropped_cost_records=service.recorder.dropped,
             unhealthy=service.health.snapshot(),
         )
-
-    return api

@@ -1,4 +1,5 @@
-"""Pure-ASGI middleware: a request id on every response and a hard cap on body size."""
+"""Pure-ASGI middleware: a request id on every response, a hard cap on body size, and (under the
+Functions host) an invocation that waits for its cost records."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router.api.error_bodies import error_bytes
+from router.costs.recorder import awaiting_records
 from router.errors import BodyTooLarge
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -93,3 +95,20 @@ async def _send_error(scope: Scope, send: Send, status: int, message: str, reque
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class AwaitCostRecords:
+    """Each request waits, at most ``budget_s``, for the cost records it made to be stored; any not
+    stored by then are logged in full. For the Functions host, which never runs the ASGI shutdown and
+    may end the worker once invocations return: a record must not depend on a later flush."""
+
+    def __init__(self, app: ASGIApp, budget_s: float) -> None:
+        self.app = app
+        self.budget_s = budget_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        async with awaiting_records(self.budget_s):
+            await self.app(scope, receive, send)

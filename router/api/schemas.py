@@ -106,6 +106,9 @@ class HealthResponse(BaseModel):
     status: str
     models: int
     pending_cost_records: int
+    dropped_cost_records: int = Field(
+        0, description="Cost records evicted at COST_BUFFER_MAX since start (each logged in full)."
+    )
     unhealthy: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Models in cooldown or with an open circuit."
     )

@@ -136,9 +136,11 @@ class SharedHealth:
             self._last_refresh = self.board.clock()
         self.board.merge(rows)
 
-    async def wait_idle(self) -> None:
+    async def wait_idle(self, timeout_s: float | None = None) -> None:
+        """Wait for the background reads and writes, at most ``timeout_s``: shutdown must not hang on
+        a hung table (a cooldown row is only advice to the other instances; losing it is harmless)."""
         tasks = list(self._writes)
         if self._refreshing is not None:
             tasks.append(self._refreshing)
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks, timeout=timeout_s)

@@ -1,5 +1,6 @@
-"""``python -m router costs report|rollup``: the savings report in a terminal, read straight from the table
-with your own identity (``DefaultAzureCredential`` against ``TABLES_ENDPOINT``, or Azurite locally)."""
+"""``python -m router costs report|rollup|replay``: the savings report in a terminal, read straight from
+the table with your own identity (``DefaultAzureCredential`` against ``TABLES_ENDPOINT``, or Azurite
+locally); ``replay`` stores the records a log holds in full (``router.costs.replay``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from datetime import timedelta
 from typing import Any
 
+from router.costs import replay
 from router.errors import RouterError
 from router.reports.aggregate import GROUP_BY, build_report
 from router.reports.period import Period, parse_period
@@ -36,6 +38,8 @@ def add_commands(subparsers: Any) -> None:
     _range_args(rollup)
     rollup.add_argument("--rebuild", action="store_true", help="recompute days that already have one")
     rollup.set_defaults(handler=run_rollup)
+
+    replay.add_command(sub)
 
 
 def _range_args(parser: argparse.ArgumentParser) -> None:
