@@ -355,6 +355,7 @@ async def test_sigterm_to_serve_during_a_hung_table_loses_no_record(
     costs = f"costs{uuid.uuid4().hex[:10]}"
     env = {
         **os.environ, "AZURE_OPENAI_ENDPOINT": sim_server.url, "AZURE_CLIENT_ID": CLIENT_ID,
+        "ALLOW_LOOPBACK_ENDPOINTS": "true",
         "TABLES_CONNECTION_STRING": proxy.connection_string(azurite.connection_string),
         "MODELS_TABLE": f"models{uuid.uuid4().hex[:10]}", "COSTS_TABLE": costs,
         "HEALTH_TABLE": f"health{uuid.uuid4().hex[:10]}", "CLASSIFIER": "seed",
