@@ -1,7 +1,127 @@
-"""Azure Functions entry point: the router's ASGI app behind one function-key-protected HTTP trigger."""
+"""Azure Functions entry point: the router's one FastAPI app behind a function-key-protected HTTP trigger
+served by HTTP streams, and the timer that rolls up closed days' costs.
+
+HTTP streams (azurefunctions-extensions-http-fastapi, PYTHON_ENABLE_INIT_INDEXING=1): the Python worker
+runs its own HTTP server and the Functions host proxies each request to it, so a response leaves as
+the app produces it. The trigger hands over the worker's FastAPI ``Request``; ``relay`` runs the same
+ASGI app that ``python -m router serve`` runs on it and returns a ``StreamingResponse`` that forwards
+every body chunk as the app sends it (Server-Sent Events included). Same function name, route, methods
+and auth level as the former ``func.AsgiFunctionApp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 
 import azure.functions as func
+from azurefunctions.extensions.http.fastapi import Request, StreamingResponse
+from starlette.types import ASGIApp
 
 from router.api.app import create_app
+from router.reports.rollup import run_rollup_job
+from router.settings import HTTP_RESPONSE_LIMIT_S
 
-app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.FUNCTION)
+log = logging.getLogger("router")
+
+Message = MutableMapping[str, Any]
+# The scope keys the worker's own FastAPI app added while routing to the trigger; the router's app
+# routes the request again from the untouched HTTP part of the scope.
+_ROUTING_KEYS = ("app", "router", "route", "endpoint", "path_params", "fastapi_astack")
+# A response still open this long after the request arrived is ended by the relay (an SSE error event
+# for event streams), just before Azure's front end would cut the connection at 230 s.
+RESPONSE_CUTOFF_S = HTTP_RESPONSE_LIMIT_S - 5
+_background: set[asyncio.Task[None]] = set()
+_DONE: Message = {"type": "relay.done"}
+_CUTOFF_EVENT = (
+    b'data: {"error":{"message":"response time limit reached","type":"server_error",'
+    b'"param":null,"code":"response_time_limit"}}\n\n'
+)
+
+api = create_app()
+runtime = api.state.runtime
+settings = runtime.settings
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+async def relay(asgi: ASGIApp, request: Request, cutoff_s: float = RESPONSE_CUTOFF_S) -> StreamingResponse:
+    """Run ``asgi`` on the worker's request; the response's status and headers once the app starts it,
+    then each body chunk as it is sent."""
+    started = time.monotonic()
+    scope = {k: v for k, v in request.scope.items() if k not in _ROUTING_KEYS}
+    sent: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def send(message: Message) -> None:
+        await sent.put(message)
+
+    async def run() -> None:
+        try:
+            await asgi(scope, request.receive, send)
+        finally:
+            sent.put_nowait(_DONE)  # ends the body even if the app failed after starting the response
+
+    task = asyncio.create_task(run())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    first = asyncio.ensure_future(sent.get())
+    await asyncio.wait({first, task}, return_when=asyncio.FIRST_COMPLETED)
+    if not first.done():
+        first.cancel()
+        task.result()  # the app ended without a response: raise its error (the worker answers 500)
+        raise RuntimeError("the app sent no response")
+    start = first.result()
+    if start is _DONE:
+        task.result()
+        raise RuntimeError("the app sent no response")
+    response = StreamingResponse(_body(sent, task, started + cutoff_s, start), status_code=start["status"])
+    response.raw_headers = list(start.get("headers", []))
+    return response
+
+
+async def _body(
+    sent: asyncio.Queue[Message], task: asyncio.Task[None], cutoff: float, start: Message
+) -> AsyncIterator[bytes]:
+    more = True
+    while more:
+        try:
+            message = await asyncio.wait_for(sent.get(), max(cutoff - time.monotonic(), 0))
+        except TimeoutError:
+            log.warning(
+                "response ended at the %.0f s cut-off, before the platform's limit", RESPONSE_CUTOFF_S
+            )
+            if _is_event_stream(start):
+                yield _CUTOFF_EVENT
+            task.cancel()
+            return
+        if message is _DONE:
+            return
+        if message["type"] == "http.response.body":
+            if message.get("body"):
+                yield message["body"]
+            more = message.get("more_body", False)
+
+
+def _is_event_stream(start: Message) -> bool:
+    return any(
+        k.lower() == b"content-type" and v.startswith(b"text/event-stream") for k, v in start["headers"]
+    )
+
+
+@app.function_name("http_app_func")
+@app.route(route="/{*route}", methods=list(func.HttpMethod), auth_level=func.AuthLevel.FUNCTION)
+async def http_app_func(req: Request) -> StreamingResponse:
+    return await relay(api, req)
+
+
+@app.function_name("rollup_closed_days")
+@app.timer_trigger(
+    schedule=settings.ROLLUP_SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True
+)
+async def rollup_closed_days(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        log.info("roll-up timer is past due; running now")
+    await run_rollup_job(runtime)
