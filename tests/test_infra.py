@@ -981,6 +981,7 @@ def check_app_settings(infra: Infra) -> list[str]:
     if credential is not None and string_value(credential) != "managedidentity":
         problems.append("app setting AzureWebJobsStorage__credential must be 'managedidentity'")
     for name in (
+        "PYTHON_ENABLE_INIT_INDEXING",  # HTTP streams (function_app.py) need indexing at worker init
         "AzureWebJobsStorage__credential",
         "AzureWebJobsStorage__clientId",
         "AzureWebJobsStorage__blobServiceUri",
@@ -991,6 +992,11 @@ def check_app_settings(infra: Infra) -> list[str]:
     ):
         if name not in settings:
             problems.append(f"host setting {name} is not set on the function app")
+    if (
+        "PYTHON_ENABLE_INIT_INDEXING" in settings
+        and string_value(settings["PYTHON_ENABLE_INIT_INDEXING"]) != "1"
+    ):
+        problems.append("host setting PYTHON_ENABLE_INIT_INDEXING must be '1' (HTTP streams)")
     auth = text(settings.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"))
     if auth and "Authorization=AAD" not in auth:
         problems.append("APPLICATIONINSIGHTS_AUTHENTICATION_STRING must use Authorization=AAD")
