@@ -180,33 +180,79 @@ async def test_health_and_chat_completions(loaded: dict[str, Any], sim: Any) -> 
         assert (await client.get("/api/nowhere")).status_code == 404  # the app's 404, through the worker
 
 
-async def test_stream_chunks_reach_the_client_while_the_upstream_is_still_sending(
-    loaded: dict[str, Any], sim: Any, record_property: Any
-) -> None:
-    words, gap = 12, 0.25  # the simulator sends one word every 0.25 s: about 3 s from first to last
-    sim.script("dep-small", Reply(content=" ".join(f"w{i}" for i in range(words)), chunk_delay_s=gap))
+WORDS, GAP = 12, 0.25  # the simulator sends one word every 0.25 s: about 3 s from first to last
+
+
+def is_word(event: bytes) -> bool:
+    return b'"content":"w' in event or b'"content":" w' in event
+
+
+async def stream_arrivals(url: str, sim: Any) -> list[tuple[float, bytes]]:
+    """(seconds since the request was sent, event) for each SSE event of one streamed chat call."""
+    sim.script("dep-small", Reply(content=" ".join(f"w{i}" for i in range(WORDS)), chunk_delay_s=GAP))
     body = {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "Say hi"}]}
     arrivals: list[tuple[float, bytes]] = []
+    sent = time.monotonic()
     async with (
-        httpx2.AsyncClient(base_url=loaded["url"], headers={"x-functions-key": KEY}, timeout=30) as client,
+        httpx2.AsyncClient(base_url=url, headers={"x-functions-key": KEY}, timeout=30) as client,
         client.stream("POST", "/api/v1/chat/completions", json=body) as r,
     ):
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        sent = time.monotonic()
+        assert r.status_code == 200, (await r.aread()).decode()
+        assert r.headers["content-type"].startswith("text/event-stream")
         buffer = b""
         async for chunk in r.aiter_raw():
             buffer += chunk
             while b"\n\n" in buffer:
                 event, buffer = buffer.split(b"\n\n", 1)
                 arrivals.append((time.monotonic() - sent, event))
-    content = [(t, e) for t, e in arrivals if b'"content":"w' in e or b'"content":" w' in e]
-    assert len(content) == words and arrivals[-1][1] == b"data: [DONE]"
-    first, last = content[0][0], content[-1][0]
+    assert arrivals[-1][1] == b"data: [DONE]"
+    assert len([e for _, e in arrivals if is_word(e)]) == WORDS
+    return arrivals
+
+
+def word_times(arrivals: list[tuple[float, bytes]]) -> tuple[float, float]:
+    words = [t for t, e in arrivals if is_word(e)]
+    return words[0], words[-1]
+
+
+async def test_stream_chunks_reach_the_client_while_the_upstream_is_still_sending(
+    loaded: dict[str, Any], sim: Any, record_property: Any
+) -> None:
+    first, last = word_times(await stream_arrivals(loaded["url"], sim))
     record_property("first_chunk_s", round(first, 3))
     record_property("last_chunk_s", round(last, 3))
-    # Buffered (AsgiFunctionApp), every event would arrive at once after the last word was generated.
-    assert last - first >= (words - 2) * gap * 0.8, arrivals
-    print(f"first content chunk at {first:.3f} s, last at {last:.3f} s")
+    # The upstream sends the last word (WORDS - 1) * GAP after the first, so a first word that reached
+    # the client about that long before the last one left before the upstream had sent the last.
+    assert last - first >= (WORDS - 2) * GAP * 0.8, (first, last)
+    print(f"HTTP streams: first word at {first:.3f} s, last at {last:.3f} s after the request")
+
+
+FORMER_FUNCTION_APP = """
+import azure.functions as func
+
+from router.api.app import create_app
+
+app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.FUNCTION)
+"""
+
+
+async def test_control_the_former_asgi_function_app_delivers_the_stream_at_once(
+    app_settings: dict[str, str], runtime: Runtime, sim: Any, tmp_path: Any, record_property: Any
+) -> None:
+    """The same worker and host with the function_app.py this project had before HTTP streams: every
+    event arrives when the answer is complete, which is what the test above rules out."""
+    (tmp_path / "function_app.py").write_text(FORMER_FUNCTION_APP)
+    former = FakeHost(app_settings, KEY, app_dir=tmp_path).start()
+    try:
+        assert "HttpUri" not in former.init().capabilities
+        for meta in former.metadata().function_metadata_results:
+            assert former.load(meta).result.status == SUCCESS
+        first, last = word_times(await stream_arrivals(former.serve_http(), sim))
+    finally:
+        former.stop()
+    record_property("buffered_first_chunk_s", round(first, 3))
+    assert first >= (WORDS - 1) * GAP * 0.9 and last - first < 0.2, (first, last)
+    print(f"AsgiFunctionApp: first word at {first:.3f} s, last at {last:.3f} s after the request")
 
 
 async def test_timer_function_rolls_up_closed_days_under_the_worker(host: FakeHost, loaded: dict[str, Any],

@@ -10,6 +10,9 @@ query, route parameters; the body travels on the proxied request) and forwards t
 with ``x-ms-invocation-id``, to the ``HttpUri`` the worker announced in its init response, relaying the
 worker's response back chunk by chunk.
 
+A worker without HTTP streams (no ``HttpUri``) gets the classic round trip instead: the body in the
+RpcHttp, the whole response in the InvocationResponse (used to show what the former AsgiFunctionApp did).
+
 What it does not do (the gaps, also in README "Under the real Python worker"): no extension bundle (the
 timer is invoked directly, not scheduled; no singleton lease), no function-key store (one fixed key), no
 placeholder specialisation (FunctionEnvironmentReloadRequest), no worker restarts, no shared memory.
@@ -17,6 +20,7 @@ placeholder specialisation (FunctionEnvironmentReloadRequest), no worker restart
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -116,7 +120,9 @@ class FakeHost:
         env.update(
             FUNCTIONS_WORKER_RUNTIME="python",
             AzureWebJobsScriptRoot=str(self.app_dir),
-            PYTHONPATH=os.pathsep.join([str(self.app_dir), str(WORKER_LIB)]),
+            # The app's directory first, as the host does; this project's root too when the app is
+            # elsewhere (a control app in a temporary directory still imports router and this worker).
+            PYTHONPATH=os.pathsep.join(dict.fromkeys([str(self.app_dir), str(WORKER_LIB), str(ROOT)])),
         )
         args = ["--host", "127.0.0.1", "--port", str(port), "--workerId", self.worker_id]
         args += ["--requestId", self.request_id, "--grpcMaxMessageLength", "2147483647"]
@@ -226,8 +232,8 @@ class FakeHost:
             trigger = self.trigger(function)
             if request.method.lower() not in [m.lower() for m in trigger.get("methods", [])]:
                 return Response(status_code=404)
-            if self.http_uri is None:
-                raise HostError("the worker did not announce HttpUri: HTTP streams are not enabled")
+            if self.http_uri is None:  # a worker without HTTP streams: the classic RpcHttp round trip
+                return await self._classic(request, function, trigger)
             invocation_id = str(uuid.uuid4())
             rpc_http = protos.RpcHttp(
                 method=request.method,
@@ -241,6 +247,26 @@ class FakeHost:
             return await self._forward(request, invocation_id)
 
         return proxy
+
+    async def _classic(self, request: Request, function: str, trigger: dict[str, Any]) -> Response:
+        """Without HTTP streams the body travels in the InvocationRequest and the whole response comes
+        back in the InvocationResponse's return value (what AsgiFunctionApp used)."""
+        body = protos.TypedData(bytes=await request.body())
+        rpc_http = protos.RpcHttp(
+            method=request.method,
+            url=str(request.url),
+            headers=dict(request.headers),
+            query=dict(request.query_params),
+            params={"route": request.url.path.lstrip("/")},
+            body=body,
+        )
+        binding = protos.ParameterBinding(name=trigger["name"], data=protos.TypedData(http=rpc_http))
+        response = await asyncio.to_thread(self.invoke, function, [binding])
+        if response.result.status != 1:
+            return Response(response.result.exception.message, status_code=500)
+        http = response.return_value.http
+        content = http.body.bytes or http.body.string.encode()
+        return Response(content, status_code=int(http.status_code or 200), headers=dict(http.headers))
 
     async def _forward(self, request: Request, invocation_id: str) -> Response:
         if self._client is None:
