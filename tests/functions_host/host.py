@@ -65,6 +65,7 @@ class FakeHost:
         self.lock = threading.Lock()
         self.logs: list[Any] = []
         self.invocations: dict[str, Any] = {}
+        self.answered_at: dict[str, float] = {}  # invocation id -> time.monotonic() of its response
         self.functions: dict[str, Any] = {}  # name -> RpcFunctionMetadata
         self.http_uri: str | None = None
         self.server: grpc.Server | None = None
@@ -88,6 +89,7 @@ class FakeHost:
                     self.logs.append(message.rpc_log)
                 elif kind == "invocation_response":
                     self.invocations[message.invocation_response.invocation_id] = message.invocation_response
+                    self.answered_at[message.invocation_response.invocation_id] = time.monotonic()
                     self._waiter(message.invocation_response.invocation_id).put(message)
                 elif kind == "function_load_response":
                     self._waiter(f"load:{message.function_load_response.function_id}").put(message)
