@@ -28,9 +28,27 @@ from router.settings import HTTP_RESPONSE_LIMIT_S
 log = logging.getLogger("router")
 
 Message = MutableMapping[str, Any]
-# The scope keys the worker's own FastAPI app added while routing to the trigger; the router's app
-# routes the request again from the untouched HTTP part of the scope.
-_ROUTING_KEYS = ("app", "router", "route", "endpoint", "path_params", "fastapi_astack")
+# The HTTP connection scope of the ASGI spec: what the router's app gets from the worker's request. The
+# keys the worker's own FastAPI app added while routing to the trigger (app, router, route, endpoint,
+# path_params, its exit stacks) stay behind, so the router's app routes the request afresh and nothing
+# of it is tied to the trigger call, which returns as soon as the response starts.
+_HTTP_SCOPE_KEYS = frozenset(
+    [
+        "type",
+        "asgi",
+        "http_version",
+        "method",
+        "scheme",
+        "path",
+        "raw_path",
+        "root_path",
+        "query_string",
+        "headers",
+        "client",
+        "server",
+        "extensions",
+    ]
+)
 # A response still open this long after the request arrived is ended by the relay (an SSE error event
 # for event streams), just before Azure's front end would cut the connection at 230 s.
 RESPONSE_CUTOFF_S = HTTP_RESPONSE_LIMIT_S - 5
@@ -52,7 +70,8 @@ async def relay(asgi: ASGIApp, request: Request, cutoff_s: float = RESPONSE_CUTO
     """Run ``asgi`` on the worker's request; the response's status and headers once the app starts it,
     then each body chunk as it is sent."""
     started = time.monotonic()
-    scope = {k: v for k, v in request.scope.items() if k not in _ROUTING_KEYS}
+    scope = {k: v for k, v in request.scope.items() if k in _HTTP_SCOPE_KEYS}
+    scope["state"] = {}
     sent: asyncio.Queue[Message] = asyncio.Queue()
 
     async def send(message: Message) -> None:
