@@ -1336,6 +1336,24 @@ BROKEN = {
         "        TABLES_CONNECTION_STRING: storage.outputs.tableEndpoint\n",
         "no connection strings",
     ),
+    "HTTP streams without init indexing": (
+        "modules/function-app.bicep",
+        "PYTHON_ENABLE_INIT_INDEXING: '1'\n",
+        "",
+        "host setting PYTHON_ENABLE_INIT_INDEXING is not set",
+    ),
+    "HTTP streams with init indexing off": (
+        "modules/function-app.bicep",
+        "PYTHON_ENABLE_INIT_INDEXING: '1'\n",
+        "PYTHON_ENABLE_INIT_INDEXING: '0'\n",
+        "PYTHON_ENABLE_INIT_INDEXING must be '1'",
+    ),
+    "roll-up schedule default drifts from the code": (
+        "main.bicep",
+        "param rollupSchedule string = '0 */15 * * * *'",
+        "param rollupSchedule string = '0 0 * * * *'",
+        "ROLLUP_SCHEDULE defaults to",
+    ),
     "Flex-deprecated setting": (
         "modules/function-app.bicep",
         "AzureWebJobsStorage__credential: 'managedidentity'\n",
