@@ -84,17 +84,11 @@ async def relay(asgi: ASGIApp, request: Request, cutoff_s: float = RESPONSE_CUTO
             sent.put_nowait(_DONE)  # ends the body even if the app failed after starting the response
 
     task = asyncio.create_task(run())
-    _background.add(task)
+    _background.add(task)  # keeps a stream that outlives this call (the invocation) referenced
     task.add_done_callback(_background.discard)
-    first = asyncio.ensure_future(sent.get())
-    await asyncio.wait({first, task}, return_when=asyncio.FIRST_COMPLETED)
-    if not first.done():
-        first.cancel()
-        task.result()  # the app ended without a response: raise its error (the worker answers 500)
-        raise RuntimeError("the app sent no response")
-    start = first.result()
+    start = await sent.get()
     if start is _DONE:
-        task.result()
+        await task  # the app ended without a response: its error (the worker's server answers 500)
         raise RuntimeError("the app sent no response")
     response = StreamingResponse(_body(sent, task, started + cutoff_s, start), status_code=start["status"])
     response.raw_headers = list(start.get("headers", []))
@@ -109,9 +103,7 @@ async def _body(
         try:
             message = await asyncio.wait_for(sent.get(), max(cutoff - time.monotonic(), 0))
         except TimeoutError:
-            log.warning(
-                "response ended at the %.0f s cut-off, before the platform's limit", RESPONSE_CUTOFF_S
-            )
+            log.warning("response cut off before the platform's %.0f s limit", HTTP_RESPONSE_LIMIT_S)
             if _is_event_stream(start):
                 yield _CUTOFF_EVENT
             task.cancel()
@@ -125,9 +117,8 @@ async def _body(
 
 
 def _is_event_stream(start: Message) -> bool:
-    return any(
-        k.lower() == b"content-type" and v.startswith(b"text/event-stream") for k, v in start["headers"]
-    )
+    headers = start.get("headers", [])
+    return any(k.lower() == b"content-type" and v.startswith(b"text/event-stream") for k, v in headers)
 
 
 @app.function_name("http_app_func")
