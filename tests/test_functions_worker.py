@@ -296,3 +296,29 @@ def test_harness_timings(host: FakeHost, loaded: dict[str, Any], record_property
     record_property("worker_start_s", round(host.started_s, 3))
     record_property("init_to_loaded_s", round(loaded["startup_s"], 3))
     assert host.started_s < 30 and loaded["startup_s"] < 30
+
+
+async def test_a_client_leaving_mid_stream_is_recorded_as_disconnected(
+    loaded: dict[str, Any], sim: Any, runtime: Runtime
+) -> None:
+    """The disconnect travels client -> host -> worker's server -> relay -> the router's app, whose
+    stream relay records the call as ``client_disconnected`` (tokens so far), as under uvicorn."""
+    sim.script("dep-small", Reply(content=" ".join(f"w{i}" for i in range(40)), chunk_delay_s=0.1))
+    rid = f"leave-{uuid.uuid4().hex[:8]}"
+    body = {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "Say hi"}]}
+    headers = {"x-functions-key": KEY, "x-request-id": rid}
+    async with (
+        httpx2.AsyncClient(base_url=loaded["url"], headers=headers, timeout=30) as client,
+        client.stream("POST", "/api/v1/chat/completions", json=body) as r,
+    ):
+        async for chunk in r.aiter_raw():
+            if b'"content":"w0' in chunk:
+                break  # leave after the first word; 39 more would take about 4 s
+    table = await runtime.table(runtime.settings.COSTS_TABLE)
+    records: list[Any] = []
+    for _ in range(200):
+        records = [e async for e in table.query_entities("request_id eq @r", parameters={"r": rid})]
+        if records:
+            break
+        await asyncio.sleep(0.05)
+    assert [(r["status"], r["error_code"]) for r in records] == [("error", "client_disconnected")]
