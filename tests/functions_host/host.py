@@ -108,6 +108,26 @@ class FakeHost:
         except queue.Empty:
             raise HostError(f"no {key} from the worker in {timeout} s\n{self.worker_output()}") from None
 
+    def log_containing(self, text: str, timeout: float = 10.0) -> Any:
+        """The first RpcLog whose message contains ``text``, waiting for it: logs travel on the stream
+        next to the responses, and may come after the InvocationResponse they belong to."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((log for log in list(self.logs) if text in log.message), None)
+            if found is not None or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
+    def invocations_after(self, before: set[str], count: int, timeout: float = 10.0) -> list[str]:
+        """Ids of the invocations answered since ``before``, waiting for ``count`` of them: under HTTP
+        streams an InvocationResponse and the HTTP response it belongs to race each other."""
+        deadline = time.monotonic() + timeout
+        while True:
+            new = [i for i in list(self.invocations) if i not in before]
+            if len(new) >= count or time.monotonic() > deadline:
+                return new
+            time.sleep(0.02)
+
     def send(self, **content: Any) -> None:
         self.outbox.put(protos.StreamingMessage(request_id=self.request_id, **content))
 
