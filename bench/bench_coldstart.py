@@ -5,9 +5,10 @@
 1. ``import function_app`` wall time in fresh interpreters (median of N), the way the Functions worker
    loads the app; settings come from the environment as in Azure.
 2. Fresh interpreter -> first answered ``POST /api/route``, through the real entry point: the
-   ``AsgiFunctionApp``'s registered function is called with a ``func.HttpRequest`` as the worker does
-   (lifespan start-up included), with ``ManagedIdentityCredential`` (AZURE_CLIENT_ID set) fetching its
-   token from a loopback App Service identity endpoint, tables in Azurite, the simulator upstream.
+   HTTP-streams trigger ``http_app_func`` is called with a Starlette ``Request`` as the worker's own HTTP
+   server does, and its streamed response is consumed, with ``ManagedIdentityCredential``
+   (AZURE_CLIENT_ID set) fetching its token from a loopback App Service identity endpoint, tables in
+   Azurite, the simulator upstream.
    Split into interpreter start, import, first request (which builds the clients, ensures the tables,
    loads the catalogue, gets a token and calls the model), plus a second (warm) request for contrast.
 3. ``python -X importtime -c "import function_app"``: the top imports by cumulative and by own time,
@@ -54,24 +55,48 @@ import function_app
 t_imported = time.time()
 after_import = set(sys.modules)
 import asyncio, json
-import azure.functions as func
+from starlette.requests import Request
 
-handler = function_app.app.get_functions()[0].get_user_function()
+handler = next(
+    f for f in function_app.app.get_functions() if f.get_function_name() == "http_app_func"
+).get_user_function()
 
 def request():
-    return func.HttpRequest(
-        method="POST", url="http://localhost/api/route",
-        headers={"content-type": "application/json"}, body=BODY.encode(),
-    )
+    # What the worker's own HTTP server hands the HTTP-streams trigger: a FastAPI/Starlette Request.
+    body = BODY.encode()
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+        "method": "POST", "scheme": "http", "path": "/api/route", "raw_path": b"/api/route",
+        "root_path": "", "query_string": b"", "client": ("127.0.0.1", 1), "server": ("localhost", 80),
+        "headers": [(b"content-type", b"application/json"), (b"host", b"localhost")],
+    }
+    return Request(scope, receive)
+
+class Answer:
+    def __init__(self, messages):
+        self.status_code = messages[0]["status"]
+        self.body = b"".join(m.get("body", b"") for m in messages[1:])
+    def get_body(self):
+        return self.body
+
+async def call():
+    req = request()
+    response = await handler(req)
+    messages = []
+    async def send(message):
+        messages.append(message)
+    await response(req.scope, req.receive, send)  # streams the body as the worker's server would
+    return Answer(messages)
 
 async def main():
-    first = await handler(request(), None)
+    first = await call()
     t_first = time.time()
     second_start = time.perf_counter()
-    second = await handler(request(), None)
+    second = await call()
     second_ms = (time.perf_counter() - second_start) * 1000
-    runtime = function_app.app.middleware._app.state.runtime
-    service = runtime.built_service
+    service = function_app.runtime.built_service
     if service is not None and hasattr(service.recorder, "idle"):
         await service.recorder.idle()
     return first, t_first, second, second_ms

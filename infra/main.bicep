@@ -56,6 +56,9 @@ param costsRollupTableName string = 'costsdaily'
 @description('Azure OpenAI data-plane API version the router calls (AZURE_OPENAI_API_VERSION).')
 param openAiApiVersion string = '2024-10-21'
 
+@description('NCRONTAB schedule of the timer function that rolls up closed days\' costs (ROLLUP_SCHEDULE).')
+param rollupSchedule string = '0 */15 * * * *'
+
 @description('Azure OpenAI deployments, cheapest first. The postprovision hook writes them to the models table as the router catalogue; every model needs an entry in infra/hooks/model-prices.json.')
 @minLength(1)
 param deployments modelDeployment[] = [
@@ -186,6 +189,7 @@ module functionApp 'modules/function-app.bicep' = {
         ALLOWED_ENDPOINT_SUFFIXES: '.${split(openAi.outputs.endpoint, '/')[2]}'
         AZURE_OPENAI_API_VERSION: openAiApiVersion
         CLASSIFIER_MODEL: empty(classifierModel) ? deployments[0].name : classifierModel
+        ROLLUP_SCHEDULE: rollupSchedule
       },
       extraAppSettings
     )

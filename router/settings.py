@@ -19,6 +19,13 @@ from router.endpoint_policy import DEFAULT_SUFFIXES, LOOPBACK_HOSTS, EndpointPol
 from router.errors import SettingsError
 
 _TABLE_NAME = r"^[A-Za-z][A-Za-z0-9]{2,62}$"
+# Azure's front ends end every HTTP response after 230 s, whatever the plan or functionTimeout
+# (learn.microsoft.com/azure/azure-functions/functions-scale#timeout); a request's budget stays below it,
+# with room for classification, the cost record and the host's proxy hop.
+HTTP_RESPONSE_LIMIT_S = 230.0
+MAX_REQUEST_TIMEOUT_S = 220.0
+# NCRONTAB (six fields, seconds first), as the Functions timer trigger reads it.
+_NCRONTAB = r"^\S+( \S+){5}$"
 
 
 class Settings(BaseModel):
@@ -68,7 +75,12 @@ class Settings(BaseModel):
     )
     # HTTP
     MAX_BODY_BYTES: int = Field(1_048_576, gt=0, le=100 * 1_048_576)
-    REQUEST_TIMEOUT_S: float = Field(60.0, gt=0, le=600, description="Overall budget of one request.")
+    REQUEST_TIMEOUT_S: float = Field(
+        60.0,
+        gt=0,
+        le=MAX_REQUEST_TIMEOUT_S,
+        description="Overall budget of one request; at most 220 s (the platform ends responses at 230 s).",
+    )
     LOG_PROMPTS: bool = False
     DOCS_ENABLED: bool = Field(
         default_factory=lambda: not under_functions_host(os.environ),
@@ -92,6 +104,12 @@ class Settings(BaseModel):
     REPORT_MAX_DAYS: int = Field(92, ge=1, le=3660, description="Longest from..to range a report accepts.")
     REPORT_ROLLUP_DELAY_MINUTES: int = Field(
         60, ge=0, le=10080, description="A day is rolled up once it ended this long ago; until then, scanned."
+    )
+    ROLLUP_SCHEDULE: Annotated[str, Field(pattern=_NCRONTAB)] = Field(
+        "0 */15 * * * *", description="NCRONTAB schedule of the timer function that rolls up closed days."
+    )
+    ROLLUP_LOOKBACK_DAYS: int = Field(
+        7, ge=1, le=92, description="How many closed days back each timer run checks for a missing roll-up."
     )
     # Reliability: fallbacks, cooldowns shared across instances, cost-record durability
     ATTEMPT_TIMEOUT_S: float = Field(30.0, gt=0, le=600, description="Cap on one upstream attempt.")

@@ -36,3 +36,24 @@ setup_system_packages() {
     fi
   fi
 }
+
+setup_functions_worker() {
+  # Microsoft's Python worker library and its compiled FunctionRpc protocol, for the real-worker
+  # harness (tests/functions_host). Kept out of the app's environment: both packages declare
+  # Requires-Python >= 3.13 (installed here with --ignore-requires-python, see README "Under the real
+  # Python worker"), and in Azure the host ships its own worker.
+  local dir=.venv/functions-worker
+  local stamp
+  stamp="$dir/.installed-$(cksum < requirements-worker.txt | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ]; then
+    echo "== installing the Functions worker library (requirements-worker.txt)"
+    rm -rf "$dir"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python \
+      --target "$dir" -r requirements-worker.txt
+    # The generated protocol modules ship as tests/protos in the v1 wheel: renamed so they cannot shadow
+    # this project's tests package; the v1 runtime itself is not used.
+    mv "$dir/tests/protos" "$dir/functions_rpc"
+    rm -rf "$dir/tests" "$dir/azure_functions_runtime_v1"
+    touch "$stamp"
+  fi
+}

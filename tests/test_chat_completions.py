@@ -347,7 +347,8 @@ async def test_fallback_applies_to_chat_too(served):
 
 
 async def test_stream_through_the_deployed_function_path_is_complete_sse(harness: Harness):
-    """Under the Functions host (AsgiFunctionApp) the body is delivered whole: still valid SSE."""
+    """Through ``func.AsgiFunctionApp``'s buffering bridge (the deployed path before HTTP streams, still
+    what a host without HTTP streams would do) the body is delivered whole: still valid SSE."""
     import azure.functions as func
     from azure.functions._http_asgi import AsgiMiddleware
 

@@ -2,8 +2,8 @@
 
 The guarantee under test: every record handed to the recorder is in the table, or in the log as one
 full JSON line that ``python -m router costs replay`` stores exactly once, or both. Real components
-throughout (Azurite, the real Table SDK, the real app, ``func.AsgiFunctionApp``); the hung endpoint is
-a real TCP peer (``tests.support.HangingProxy``).
+throughout (Azurite, the real Table SDK, the real app behind ``function_app.py``'s HTTP streams
+trigger); the hung endpoint is a real TCP peer (``tests.support.HangingProxy``).
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import azure.functions as func
 import httpx2
 import pytest
 from azure.core.exceptions import AzureError, ServiceRequestError
 from azure.data.tables import UpdateMode
+from fastapi import FastAPI, Request
 
 from router.api.app import create_app
 from router.costs.recorder import CostRecorder
@@ -256,40 +255,37 @@ def function_app(monkeypatch, settings_factory) -> Iterator[Any]:
             monkeypatch.setenv(k, v)
         sys.modules.pop("function_app", None)
         module = importlib.import_module("function_app")
-        # Kept referenced: AsgiFunctionApp.__del__ (the library's only shutdown hook) calls asyncio.run,
-        # which cannot work inside this running loop; at interpreter exit it is harmless.
-        _IMPORTED.append(module)
+        _IMPORTED.append(module)  # kept referenced: the app's clients belong to this loop
         return module, load_settings(values)
 
     yield load
     sys.modules.pop("function_app", None)
 
 
-def _context() -> SimpleNamespace:
-    return SimpleNamespace(invocation_id=str(uuid.uuid4()), function_name="http_app_func",
-                           function_directory=".", trace_context=None, retry_context=None,
-                           thread_local_storage=None)  # fmt: skip
+def _worker_client(module: Any) -> httpx2.AsyncClient:
+    """The worker's own HTTP app for HTTP streams (a FastAPI catch-all handing its Request to the
+    trigger, as azure_functions_runtime's http_v2 does), calling ``http_app_func`` in-process."""
+    outer = FastAPI()
 
+    @outer.api_route("/{path:path}", methods=["GET", "POST"])
+    async def catch_all(request: Request) -> Any:
+        return await module.http_app_func(request)
 
-def _request(rid: str) -> func.HttpRequest:
-    return func.HttpRequest(
-        method="POST", url="https://router.azurewebsites.net/api/route",
-        headers={"content-type": "application/json", "x-request-id": rid}, body=b'{"query": "hi"}',
-    )  # fmt: skip
+    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=outer), base_url="http://worker.test")
 
 
 async def _invoke(module: Any, rid: str) -> None:
-    if not hasattr(module, "handler"):  # get_functions() registers the function: once per import
-        module.handler = module.app.get_functions()[0].get_user_function()
-    resp = await module.handler(_request(rid), _context())
-    assert resp.status_code == 200, resp.get_body()
+    """One request through the trigger; returns when its response is complete (body read to the end)."""
+    async with _worker_client(module) as client:
+        resp = await client.post("/api/route", json={"query": "hi"}, headers={"x-request-id": rid})
+    assert resp.status_code == 200, resp.text
 
 
 async def test_each_function_invocation_returns_with_its_record_stored(function_app, simulator):
-    """Nothing after the invocation returns is needed: the table is read by another client right
+    """Nothing after the response completes is needed: the table is read by another client right
     after each one, and the app is then dropped without its shutdown (which the host never runs)."""
     module, settings = function_app()
-    runtime = module.app.middleware._app.state.runtime
+    runtime = module.runtime
     await upsert_table(await runtime.table(settings.MODELS_TABLE), MODELS)
     for i in range(3):
         await _invoke(module, f"fn-{i}")
@@ -309,7 +305,7 @@ async def test_function_invocation_with_a_hung_table_logs_its_record_before_retu
         TABLES_CONNECTION_STRING=proxy.connection_string(azurite.connection_string), COST_AWAIT_MS="300"
     )
     real = settings.model_copy(update={"TABLES_CONNECTION_STRING": azurite.connection_string})
-    runtime = module.app.middleware._app.state.runtime
+    runtime = module.runtime
     try:
         await upsert_table(await runtime.table(settings.MODELS_TABLE), MODELS)
         await _invoke(module, "warm")

@@ -1,16 +1,16 @@
-"""function_app.py as the Functions host sees it: one HTTP trigger, function-level auth, and the app
-answering a real ``func.HttpRequest`` in-process (the host itself cannot run here)."""
+"""function_app.py in-process: what it indexes, and the relay that serves the router's app under HTTP
+streams. The same file under the real worker library and a fake host: tests/test_functions_worker.py."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import sys
-import uuid
-from types import SimpleNamespace
 
-import azure.functions as func
+import httpx2
 import pytest
+from fastapi import FastAPI, Request
 
 from router.dev.simulator import Reply
 from tests.conftest import MODELS, unique
@@ -37,16 +37,18 @@ def function_app_module(monkeypatch, azurite, simulator_server):
     sys.modules.pop("function_app", None)
 
 
-def test_indexes_as_one_http_trigger_with_function_auth(function_app_module):
-    functions = function_app_module.app.get_functions()
-    assert len(functions) == 1
-    spec = json.loads(functions[0].get_function_json())
+def test_indexes_the_http_trigger_and_the_roll_up_timer(function_app_module):
+    functions = {f.get_function_name(): f for f in function_app_module.app.get_functions()}
+    assert set(functions) == {"http_app_func", "rollup_closed_days"}
+    spec = json.loads(functions["http_app_func"].get_function_json())
     triggers = [b for b in spec["bindings"] if b["type"] == "httpTrigger"]
     assert len(triggers) == 1
     assert triggers[0]["authLevel"] == "FUNCTION"
     assert triggers[0]["route"] == "/{*route}"
     assert {"GET", "POST"} <= set(triggers[0]["methods"])
     assert spec["scriptFile"] == "function_app.py"
+    timer = json.loads(functions["rollup_closed_days"].get_function_json())["bindings"][0]
+    assert timer["type"] == "timerTrigger" and timer["schedule"] == "0 */15 * * * *"  # the default
 
 
 def test_host_json_serves_paths_without_a_prefix():
@@ -56,55 +58,92 @@ def test_host_json_serves_paths_without_a_prefix():
     assert host["version"] == "2.0"
 
 
-def _context() -> SimpleNamespace:
-    return SimpleNamespace(
-        invocation_id=str(uuid.uuid4()),
-        function_name="http_app_func",
-        function_directory=".",
-        trace_context=None,
-        retry_context=None,
-        thread_local_storage=None,
-    )
+def _as_the_worker_serves(function_app_module, target, **relay_args):
+    """The worker's own HTTP app for HTTP streams: a FastAPI catch-all handing its Request over (as
+    azure_functions_runtime.http_v2 does); here it calls ``relay`` directly, in-process."""
+    outer = FastAPI()
+
+    @outer.api_route("/{path:path}", methods=["GET", "POST"])
+    async def catch_all(request: Request):
+        return await function_app_module.relay(target, request, **relay_args)
+
+    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=outer), base_url="http://worker.test")
 
 
-async def test_route_through_the_function_in_process(function_app_module, simulator):
-    fastapi_app = function_app_module.app.middleware._app
-    runtime = fastapi_app.state.runtime
+async def _chunks_app(scope, receive, send):
+    """A toy ASGI app: reads the body, answers two Set-Cookie headers and three body chunks."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    headers = [(b"content-type", b"text/event-stream"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")]
+    await send({"type": "http.response.start", "status": 201, "headers": headers})
+    for part in (b"data: " + body + b"\n\n", scope["path"].encode() + b"\n\n", b"data: [DONE]\n\n"):
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def test_relay_passes_status_headers_and_every_chunk(function_app_module):
+    async with _as_the_worker_serves(function_app_module, _chunks_app) as client:
+        r = await client.post("/api/v1/chat/completions?x=1", content=b"hello")
+    assert r.status_code == 201
+    assert r.headers.get_list("set-cookie") == ["a=1", "b=2"]
+    assert r.text == "data: hello\n\n/api/v1/chat/completions\n\ndata: [DONE]\n\n"
+
+
+async def test_relay_ends_a_stream_at_the_cutoff_with_an_error_event(function_app_module):
+    async def slow(scope, receive, send):
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"data: first\n\n", "more_body": True})
+        await asyncio.sleep(30)
+
+    async with _as_the_worker_serves(function_app_module, slow, cutoff_s=0.3) as client:
+        r = await client.get("/api/v1/chat/completions")
+    events = r.text.split("\n\n")
+    assert events[0] == "data: first"
+    assert json.loads(events[1].removeprefix("data: "))["error"]["code"] == "response_time_limit"
+
+
+async def test_relay_raises_when_the_app_fails_before_answering(function_app_module):
+    async def broken(scope, receive, send):
+        raise ValueError("boom")
+
+    async with _as_the_worker_serves(function_app_module, broken) as client:
+        with pytest.raises(ValueError, match="boom"):  # the worker's server turns this into a 500
+            await client.get("/api/health")
+
+
+async def test_the_router_app_through_the_relay(function_app_module, simulator):
+    """The real app behind the relay, in-process: route and a bad body (the real worker: see
+    tests/test_functions_worker.py)."""
+    runtime = function_app_module.runtime
     from router.models.store import upsert_table
 
     await upsert_table(await runtime.table(runtime.settings.MODELS_TABLE), MODELS)
     simulator.script("dep-small", Reply(content="42", prompt_tokens=1000, completion_tokens=1000))
-    handler = function_app_module.app.get_functions()[0].get_user_function()
-    req = func.HttpRequest(
-        method="POST",
-        url="https://router.azurewebsites.net/api/route",
-        headers={"content-type": "application/json", "x-request-id": "fn-1", "x-functions-key": "k"},
-        body=json.dumps({"query": "What is 6 x 7?"}).encode(),
-    )
     try:
-        resp = await handler(req, _context())
-        assert resp.status_code == 200, resp.get_body()
-        body = json.loads(resp.get_body())
-        assert body["model_used"] == "small"
-        assert body["response"] == "42"
-        assert body["estimated_cost"] == pytest.approx(1 * 0.00015 + 1 * 0.0006)
-        assert resp.headers["x-request-id"] == "fn-1"
-
-        bad = func.HttpRequest(
-            method="POST", url="https://router.azurewebsites.net/api/route", headers={}, body=b'{"query": 5}'
-        )
-        resp = await handler(bad, _context())
-        assert resp.status_code == 400
-        assert "query" in json.loads(resp.get_body())["error"]["message"]
-
-        await runtime.built_service.recorder.idle()  # cost records are written off the response path
+        async with _as_the_worker_serves(function_app_module, function_app_module.api) as client:
+            r = await client.post(
+                "/api/route", json={"query": "What is 6 x 7?"}, headers={"x-request-id": "fn-1"}
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["model_used"] == "small" and r.json()["response"] == "42"
+            assert r.headers["x-request-id"] == "fn-1"
+            bad = await client.post("/api/route", content=b'{"query": 5}')
+            assert bad.status_code == 400 and "query" in bad.json()["error"]["message"]
+        await runtime.built_service.recorder.idle()
         table = await runtime.table(runtime.settings.COSTS_TABLE)
-        records = [e async for e in table.list_entities()]
-        assert [r["request_id"] for r in records] == ["fn-1"]
+        assert [e["request_id"] async for e in table.list_entities()] == ["fn-1"]
     finally:
-        # The host's shutdown path: ASGI lifespan shutdown closes the runtime's clients.
-        await function_app_module.app.middleware.notify_shutdown()
-        assert runtime.built_service is None
+        await runtime.close()
 
 
 def test_import_fails_with_the_setting_named(monkeypatch):

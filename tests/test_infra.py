@@ -1019,6 +1019,7 @@ def check_app_settings(infra: Infra) -> list[str]:
     if credential is not None and string_value(credential) != "managedidentity":
         problems.append("app setting AzureWebJobsStorage__credential must be 'managedidentity'")
     for name in (
+        "PYTHON_ENABLE_INIT_INDEXING",  # HTTP streams (function_app.py) need indexing at worker init
         "AzureWebJobsStorage__credential",
         "AzureWebJobsStorage__clientId",
         "AzureWebJobsStorage__blobServiceUri",
@@ -1033,6 +1034,11 @@ def check_app_settings(infra: Infra) -> list[str]:
         problems.append(
             "host setting AzureWebJobsStorage__tableServiceUri: the identity has no account-wide table role"
         )
+    if (
+        "PYTHON_ENABLE_INIT_INDEXING" in settings
+        and string_value(settings["PYTHON_ENABLE_INIT_INDEXING"]) != "1"
+    ):
+        problems.append("host setting PYTHON_ENABLE_INIT_INDEXING must be '1' (HTTP streams)")
     auth = text(settings.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"))
     if auth and "Authorization=AAD" not in auth:
         problems.append("APPLICATIONINSIGHTS_AUTHENTICATION_STRING must use Authorization=AAD")
@@ -1394,6 +1400,24 @@ BROKEN = {
         "        MODELS_TABLE: modelsTableName\n"
         "        TABLES_CONNECTION_STRING: storage.outputs.tableEndpoint\n",
         "no connection strings",
+    ),
+    "HTTP streams without init indexing": (
+        "modules/function-app.bicep",
+        "PYTHON_ENABLE_INIT_INDEXING: '1'\n",
+        "",
+        "host setting PYTHON_ENABLE_INIT_INDEXING is not set",
+    ),
+    "HTTP streams with init indexing off": (
+        "modules/function-app.bicep",
+        "PYTHON_ENABLE_INIT_INDEXING: '1'\n",
+        "PYTHON_ENABLE_INIT_INDEXING: '0'\n",
+        "PYTHON_ENABLE_INIT_INDEXING must be '1'",
+    ),
+    "roll-up schedule default drifts from the code": (
+        "main.bicep",
+        "param rollupSchedule string = '0 */15 * * * *'",
+        "param rollupSchedule string = '0 0 * * * *'",
+        "ROLLUP_SCHEDULE defaults to",
     ),
     "Flex-deprecated setting": (
         "modules/function-app.bicep",

@@ -44,8 +44,11 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 // Table Data Contributor on the whole account, which includes write on the models table. The
 // Application Insights connection string carries only the ingestion endpoint and the component's
 // instrumentation id: with local auth disabled on the component it grants nothing without the Entra
-// token named by APPLICATIONINSIGHTS_AUTHENTICATION_STRING.
+// token named by APPLICATIONINSIGHTS_AUTHENTICATION_STRING. PYTHON_ENABLE_INIT_INDEXING=1 is what HTTP
+// streams (azurefunctions-extensions-http-fastapi) require: the worker indexes at init and announces
+// the HTTP server the host proxies to (see README "Streaming on Azure Functions").
 var hostSettings = {
+  PYTHON_ENABLE_INIT_INDEXING: '1'
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
