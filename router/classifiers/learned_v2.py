@@ -1,0 +1,188 @@
+"""``learned-v2``: semantic token signal from a distilled sentence encoder plus text statistics.
+
+The model is linear over (a) the weighted mean of static token vectors distilled from
+all-MiniLM-L6-v2 (model2vec-style, ``router/evaluation/distil.py``) and (b) the 23 text statistics
+of ``textstats``. A linear head over a mean of vectors is a mean of per-token scalars, so training
+folds the vectors into one number per vocabulary token: at run time a query costs a WordPiece
+tokenisation (cached per word) and a weighted average, in pure Python, with no numpy and no model.
+
+The output is calibrated: the estimated probability that the strong model (GPT-4 class) answers
+the query better than a cheap one (Mixtral class), fitted on RouterBench's measured outcomes.
+The data file is written by ``python -m router classifier train --scorer learned-v2``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from router.classifiers.base import Scorer
+from router.classifiers.textstats import FEATURES, features
+
+DEFAULT_DATA = Path(__file__).parent / "data" / "learned_v2.json"
+FORMAT = 1
+_MAX_WORD = 100  # BERT's limit: a longer "word" is [UNK]
+_CACHE_LIMIT = 50_000
+
+# BERT's basic tokeniser: words, and every punctuation or symbol character on its own.
+_SPLIT = re.compile(r"[^\W_]+|[^\s\w]|_", re.UNICODE)
+_CJK = re.compile(r"([\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\u3040-\u30ff])")
+
+
+class WeightsError(ValueError):
+    """The data file does not match this version's format or feature set."""
+
+
+def normalise(text: str) -> str:
+    """Lower-case, accents stripped, CJK characters split apart: BERT-uncased's normalisation."""
+    text = text.lower()
+    if not text.isascii():
+        text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+        text = _CJK.sub(r" \1 ", text)
+    return text
+
+
+def wordpiece(word: str, vocab: Mapping[str, int], unk: int) -> list[int]:
+    """Greedy longest-match-first WordPiece, as BERT does; ``[unk]`` when a piece is missing."""
+    if len(word) > _MAX_WORD:
+        return [unk]
+    ids: list[int] = []
+    start, n = 0, len(word)
+    while start < n:
+        end = n
+        while end > start:
+            piece = word[start:end] if start == 0 else "##" + word[start:end]
+            tid = vocab.get(piece)
+            if tid is not None:
+                ids.append(tid)
+                break
+            end -= 1
+        else:
+            return [unk]
+        start = end
+    return ids
+
+
+def words(text: str) -> list[str]:
+    """The basic tokeniser's words of ``text`` (each then goes through WordPiece)."""
+    return _SPLIT.findall(normalise(text))
+
+
+def token_ids(text: str, vocab: Mapping[str, int]) -> list[int]:
+    """Every WordPiece token id of ``text``: what training pools over (run time caches per word)."""
+    unk = vocab["[UNK]"]
+    return [tid for word in words(text) for tid in wordpiece(word, vocab, unk)]
+
+
+def check(raw: Mapping[str, Any]) -> None:
+    if raw.get("format") != FORMAT:
+        raise WeightsError(f"learned-v2 data format {raw.get('format')!r}, expected {FORMAT}")
+    if list(raw.get("features", ())) != list(FEATURES):
+        raise WeightsError("learned-v2 data was trained on a different feature set; retrain it")
+    vocab, weight, value = raw.get("vocab"), raw.get("token_weight"), raw.get("token_value")
+    if not (isinstance(vocab, list) and isinstance(weight, list) and isinstance(value, list)):
+        raise WeightsError("learned-v2 data needs lists 'vocab', 'token_weight', 'token_value'")
+    if not len(vocab) == len(weight) == len(value) > 0:
+        raise WeightsError("learned-v2 data: 'vocab', 'token_weight', 'token_value' differ in length")
+    if len(raw.get("stat_coef", ())) != len(FEATURES):
+        raise WeightsError(f"learned-v2 data: 'stat_coef' must have {len(FEATURES)} numbers")
+
+
+def load(path: str | Path = DEFAULT_DATA) -> dict[str, Any]:
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(raw, dict):
+        raise WeightsError(f"{path}: expected a JSON object")
+    check(raw)
+    return raw
+
+
+class LearnedV2Scorer(Scorer):
+    name = "learned-v2"
+    kind = "learned"
+
+    def __init__(self, data: str | Path | Mapping[str, Any] = DEFAULT_DATA) -> None:
+        raw = data if isinstance(data, Mapping) else load(data)
+        check(raw)
+        self._vocab: dict[str, int] = {t: i for i, t in enumerate(raw["vocab"])}
+        self._weight: list[float] = [float(w) for w in raw["token_weight"]]
+        # Stored as weight x value, so pooling is two sums.
+        self._wvalue: list[float] = [
+            float(w) * float(v) for w, v in zip(raw["token_weight"], raw["token_value"], strict=True)
+        ]
+        self._unk = self._vocab["[UNK]"]
+        self._a = [float(c) for c in raw["stat_coef"]]
+        self._b = float(raw["intercept"])
+        self._slope = float(raw["calibration"]["slope"])
+        self._offset = float(raw["calibration"]["offset"])
+        gate = raw.get("gate")
+        # Trivial-request gate: score = P(strong better) x (1 - P(trivial)).
+        self._gvalue: list[float] | None = None
+        if isinstance(gate, Mapping):
+            self._gvalue = [
+                float(w) * float(v) for w, v in zip(raw["token_weight"], gate["token_value"], strict=True)
+            ]
+            self._ga = [float(c) for c in gate["stat_coef"]]
+            self._gb = float(gate["intercept"])
+        self._cache: dict[str, tuple[float, float, float]] = {}
+        trained = raw.get("trained", {})
+        files = trained.get("files", {}) if isinstance(trained, Mapping) else {}
+        self.trained_on: dict[str, str] = {str(k): str(v) for k, v in files.items()}
+
+    def _word(self, word: str) -> tuple[float, float, float]:
+        """(sum of token weights, of weight x value, of weight x gate value) of one word's tokens."""
+        hit = self._cache.get(word)
+        if hit is not None:
+            return hit
+        w = wv = wg = 0.0
+        gv = self._gvalue
+        for tid in wordpiece(word, self._vocab, self._unk):
+            w += self._weight[tid]
+            wv += self._wvalue[tid]
+            if gv is not None:
+                wg += gv[tid]
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()  # bounded: hostile input cannot grow it without limit
+        self._cache[word] = hit = (w, wv, wg)
+        return hit
+
+    def semantic(self, text: str) -> tuple[float, float]:
+        """The token parts of the two linear scores (difficulty, gate): weighted means of the
+        folded token values."""
+        total_w = total_wv = total_wg = 0.0
+        for word in words(text):
+            w, wv, wg = self._word(word)
+            total_w += w
+            total_wv += wv
+            total_wg += wg
+        if total_w <= 0:
+            return 0.0, 0.0
+        return total_wv / total_w, total_wg / total_w
+
+    def parts(self, text: str) -> tuple[float, float]:
+        """(P(strong better) before the gate, P(trivial request)); the score is p x (1 - g)."""
+        sem, gsem = self.semantic(text)
+        f = features(text)
+        p = _sigmoid(self._slope * (sem + sum(map(float.__mul__, self._a, f), self._b)) + self._offset)
+        if self._gvalue is None:
+            return p, 0.0
+        return p, _sigmoid(gsem + sum(map(float.__mul__, self._ga, f), self._gb))
+
+    def z(self, text: str) -> float:
+        """Linear difficulty score (before calibration and the gate)."""
+        return self.semantic(text)[0] + sum(map(float.__mul__, self._a, features(text)), self._b)
+
+    def score(self, text: str) -> float:
+        p, g = self.parts(text)
+        return p * (1.0 - g)
+
+
+def _sigmoid(t: float) -> float:
+    if t >= 0:
+        return 1.0 / (1.0 + math.exp(-t))
+    e = math.exp(t)
+    return e / (1.0 + e)
