@@ -40,12 +40,14 @@ class Settings(BaseModel):
     )
     MODELS_TTL_SECONDS: float = Field(60.0, gt=0, le=86400)
     # Classification
-    CLASSIFIER: str = Field("learned", min_length=1, description="Scorer name from the registry.")
+    CLASSIFIER: str = Field("learned-v2", min_length=1, description="Scorer name from the registry.")
     CLASSIFIER_MODEL: str | None = Field(None, description="Judge model; default the cheapest enabled.")
     CLASSIFIER_TIMEOUT_S: float = Field(3.0, gt=0, le=60)
     JUDGE_ENABLED: bool = True
-    JUDGE_LOW: float = Field(0.3, ge=0, le=1, description="Scores strictly inside (LOW, HIGH) ask the judge.")
-    JUDGE_HIGH: float = Field(0.7, ge=0, le=1)
+    JUDGE_LOW: float = Field(
+        0.186409, ge=0, le=1, description="Scores strictly inside (LOW, HIGH) ask the judge."
+    )
+    JUDGE_HIGH: float = Field(0.598715, ge=0, le=1)
     JUDGE_CACHE_SIZE: int = Field(4096, ge=0, le=1_000_000)
     # HTTP
     MAX_BODY_BYTES: int = Field(1_048_576, gt=0, le=100 * 1_048_576)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -31,7 +32,9 @@ _CACHE_LIMIT = 50_000
 
 # BERT's basic tokeniser: words, and every punctuation or symbol character on its own.
 _SPLIT = re.compile(r"[^\W_]+|[^\s\w]|_", re.UNICODE)
-_CJK = re.compile(r"([\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\u3040-\u30ff])")
+_CJK = re.compile(
+    "([\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002ceaf\U0002f800-\U0002fa1f])"
+)  # BERT's "Chinese character" blocks (not kana or hangul)
 
 
 class WeightsError(ValueError):
@@ -108,77 +111,93 @@ class LearnedV2Scorer(Scorer):
     def __init__(self, data: str | Path | Mapping[str, Any] = DEFAULT_DATA) -> None:
         raw = data if isinstance(data, Mapping) else load(data)
         check(raw)
-        self._vocab: dict[str, int] = {t: i for i, t in enumerate(raw["vocab"])}
-        self._weight: list[float] = [float(w) for w in raw["token_weight"]]
-        # Stored as weight x value, so pooling is two sums.
-        self._wvalue: list[float] = [
-            float(w) * float(v) for w, v in zip(raw["token_weight"], raw["token_value"], strict=True)
-        ]
+        vocab = raw["vocab"]
+        self._vocab: dict[str, int] = dict(zip(vocab, range(len(vocab)), strict=True))
+        self._weight: list[float] = raw["token_weight"]
+        # Stored as weight x value, so pooling is two sums (map/mul: C speed, it runs at cold start).
+        self._wvalue: list[float] = list(map(operator.mul, self._weight, raw["token_value"]))
         self._unk = self._vocab["[UNK]"]
         self._a = [float(c) for c in raw["stat_coef"]]
         self._b = float(raw["intercept"])
         self._slope = float(raw["calibration"]["slope"])
         self._offset = float(raw["calibration"]["offset"])
-        gate = raw.get("gate")
-        # Trivial-request gate: score = P(strong better) x (1 - P(trivial)).
-        self._gvalue: list[float] | None = None
-        if isinstance(gate, Mapping):
-            self._gvalue = [
-                float(w) * float(v) for w, v in zip(raw["token_weight"], gate["token_value"], strict=True)
-            ]
-            self._ga = [float(c) for c in gate["stat_coef"]]
-            self._gb = float(gate["intercept"])
-        self._cache: dict[str, tuple[float, float, float]] = {}
+        # Two gates on the kind of request: trivial (score -> 0) and clearly hard (score raised).
+        self._gates = [_Gate.load(raw.get(k), raw["token_weight"]) for k in ("gate", "hard_gate")]
+        hard = raw.get("hard_gate")
+        self._boost = float(hard.get("boost", 0.0)) if isinstance(hard, Mapping) else 0.0
+        self._cache: dict[str, tuple[float, float, float, float]] = {}
         trained = raw.get("trained", {})
         files = trained.get("files", {}) if isinstance(trained, Mapping) else {}
         self.trained_on: dict[str, str] = {str(k): str(v) for k, v in files.items()}
 
-    def _word(self, word: str) -> tuple[float, float, float]:
-        """(sum of token weights, of weight x value, of weight x gate value) of one word's tokens."""
+    def _word(self, word: str) -> tuple[float, float, float, float]:
+        """Sums over one word's WordPiece tokens: weight, and weight x value for the difficulty
+        part and the two gates."""
         hit = self._cache.get(word)
         if hit is not None:
             return hit
-        w = wv = wg = 0.0
-        gv = self._gvalue
+        w = wv = wt = wh = 0.0
+        trivial, hard = (g.wvalue if g else None for g in self._gates)
         for tid in wordpiece(word, self._vocab, self._unk):
             w += self._weight[tid]
             wv += self._wvalue[tid]
-            if gv is not None:
-                wg += gv[tid]
+            if trivial is not None:
+                wt += trivial[tid]
+            if hard is not None:
+                wh += hard[tid]
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()  # bounded: hostile input cannot grow it without limit
-        self._cache[word] = hit = (w, wv, wg)
+        self._cache[word] = hit = (w, wv, wt, wh)
         return hit
 
-    def semantic(self, text: str) -> tuple[float, float]:
-        """The token parts of the two linear scores (difficulty, gate): weighted means of the
-        folded token values."""
-        total_w = total_wv = total_wg = 0.0
+    def semantic(self, text: str) -> tuple[float, float, float]:
+        """The token parts of the three linear scores (difficulty, trivial gate, hard gate):
+        weighted means of the folded token values."""
+        total_w = total_v = total_t = total_h = 0.0
         for word in words(text):
-            w, wv, wg = self._word(word)
+            w, wv, wt, wh = self._word(word)
             total_w += w
-            total_wv += wv
-            total_wg += wg
+            total_v += wv
+            total_t += wt
+            total_h += wh
         if total_w <= 0:
-            return 0.0, 0.0
-        return total_wv / total_w, total_wg / total_w
+            return 0.0, 0.0, 0.0
+        return total_v / total_w, total_t / total_w, total_h / total_w
 
-    def parts(self, text: str) -> tuple[float, float]:
-        """(P(strong better) before the gate, P(trivial request)); the score is p x (1 - g)."""
-        sem, gsem = self.semantic(text)
+    def parts(self, text: str) -> tuple[float, float, float]:
+        """(P(strong better) from the difficulty model, P(trivial kind), P(hard kind))."""
+        sem, tsem, hsem = self.semantic(text)
         f = features(text)
         p = _sigmoid(self._slope * (sem + sum(map(float.__mul__, self._a, f), self._b)) + self._offset)
-        if self._gvalue is None:
-            return p, 0.0
-        return p, _sigmoid(gsem + sum(map(float.__mul__, self._ga, f), self._gb))
+        trivial, hard = self._gates
+        return p, trivial.prob(tsem, f) if trivial else 0.0, hard.prob(hsem, f) if hard else 0.0
 
     def z(self, text: str) -> float:
-        """Linear difficulty score (before calibration and the gate)."""
+        """Linear difficulty score (before calibration and the gates)."""
         return self.semantic(text)[0] + sum(map(float.__mul__, self._a, features(text)), self._b)
 
     def score(self, text: str) -> float:
-        p, g = self.parts(text)
-        return p * (1.0 - g)
+        p, trivial, hard = self.parts(text)
+        return (1.0 - trivial) * (p + (1.0 - p) * self._boost * hard)
+
+
+class _Gate:
+    """A logistic gate over the same features (token part folded per token like the main model)."""
+
+    __slots__ = ("a", "b", "wvalue")
+
+    def __init__(self, wvalue: list[float], a: list[float], b: float) -> None:
+        self.wvalue, self.a, self.b = wvalue, a, b
+
+    @classmethod
+    def load(cls, raw: Any, weights: list[float]) -> _Gate | None:
+        if not isinstance(raw, Mapping):
+            return None
+        wvalue = list(map(operator.mul, weights, raw["token_value"]))
+        return cls(wvalue, [float(c) for c in raw["stat_coef"]], float(raw["intercept"]))
+
+    def prob(self, token_part: float, f: list[float]) -> float:
+        return _sigmoid(token_part + sum(map(float.__mul__, self.a, f), self.b))
 
 
 def _sigmoid(t: float) -> float:

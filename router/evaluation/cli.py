@@ -424,7 +424,8 @@ def render_plan(doc: dict[str, Any], top: str) -> str:
     j = doc["judge"]
     lines.append(
         f"judge band: JUDGE_LOW={j['JUDGE_LOW']:.4g} JUDGE_HIGH={j['JUDGE_HIGH']:.4g} "
-        f"({100 * j['share']:.1f}% of these requests would ask the judge; at most {100 * j['max_share']:.0f}%)"
+        f"({100 * j['share']:.1f}% of these requests would ask the judge; "
+        f"at most {100 * j['max_share']:.0f}%)"
     )
     lines += [f"note: {n}" for n in doc["notes"]]
     if doc["not_calibrated"]:

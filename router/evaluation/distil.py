@@ -40,7 +40,8 @@ def read_vocab(path: Path) -> list[str]:
 def _layer_norm(x: Array, w: Array, b: Array, eps: float = 1e-12) -> Array:
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + eps) * w + b
+    out: Array = (x - mu) / np.sqrt(var + eps) * w + b
+    return out
 
 
 def _gelu(x: Array) -> Array:
@@ -146,7 +147,8 @@ def pca(vectors: Array, dims: int) -> Array:
     components = vt[:dims]
     # Fix each component's sign (largest |loading| positive), so the output is deterministic.
     signs = np.sign(components[np.arange(dims), np.abs(components).argmax(axis=1)])
-    return (centred @ (components * signs[:, None]).T).astype(np.float32)
+    out: Array = (centred @ (components * signs[:, None]).T).astype(np.float32)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,13 +30,19 @@ import numpy.typing as npt
 from router.classifiers.learned_v2 import FORMAT, token_ids
 from router.classifiers.textstats import FEATURES, features
 from router.evaluation.data import DEFAULT_STRONG, DEFAULT_WEAK, Record, models_in, resolve_model
-from router.evaluation.distil import DEFAULT_OUT as VECTORS
+from router.evaluation.distil import DEFAULT_OUT
+
+VECTORS = DEFAULT_OUT  # the distilled token vectors, as shipped
 
 Matrix = npt.NDArray[np.float64]
 DEFAULT_ALPHA = 30.0
 DEFAULT_EMB_ALPHA = 100.0
-DEFAULT_GATE_ALPHA = 10.0
-DEFAULT_EMB_WEIGHT = 0.3  # chosen by leave-one-file-out APGR: more helps between kinds, hurts within a task
+DEFAULT_GATE_ALPHA = 30.0
+DEFAULT_GATE_SHARPNESS = 3.0
+# A request of a clearly hard kind (a proof, a system design) is taken to be at least this likely
+# to be answered better by the strong model: score = p + (1 - p) x boost x P(hard kind).
+DEFAULT_HARD_BOOST = 0.5
+DEFAULT_EMB_WEIGHT = 0.2  # by leave-one-file-out APGR: more helps between kinds, hurts within a task
 SIF_A = 1e-3
 
 
@@ -52,6 +58,7 @@ class Recipe:
     # Role in training the trivial-request gate: "negative" (benchmark questions: none is trivial),
     # "label" (trivial where nothing is gained, the synthetic set) or "skip" (mixed chat logs).
     gate: str = "skip"
+    weight: float = 1.0  # total weight of the file's group, relative to the others
     within: bool = True  # its within-task difficulty trains the text-statistics part
 
 
@@ -103,7 +110,16 @@ RECIPES: dict[str, Recipe] = {
     ),
     # The project's own labelled easy/hard requests, with RouterBench's models (make_synthetic.py).
     "synthetic_train": Recipe(
-        _RB.premium, _RB.cheap, DEFAULT_STRONG, DEFAULT_WEAK, item_level=True, within=False, gate="label"
+        _RB.premium,
+        _RB.cheap,
+        DEFAULT_STRONG,
+        DEFAULT_WEAK,
+        item_level=True,
+        within=False,
+        gate="label",
+        # 931 templated requests against ~3,000 per real group: weighted up so that what kind of
+        # request it is (a greeting, a proof) is learned at all; chosen by the development set.
+        weight=20.0,
     ),
 }
 
@@ -224,7 +240,12 @@ def _ridge(
 
 
 def _train_gate(
-    tasks: Sequence[Task], x: Matrix, ys: Sequence[Matrix], alpha: float
+    tasks: Sequence[Task],
+    x: Matrix,
+    ys: Sequence[Matrix],
+    alpha: float,
+    sharpness: float = 1.0,
+    target: str = "trivial",
 ) -> tuple[Matrix, float] | None:
     """Logistic regression: is this a trivial request (a synthetic one where no model gains)
     rather than a benchmark question or a hard request? Positives and negatives weigh the same.
@@ -234,14 +255,15 @@ def _train_gate(
     for t, y in zip(tasks, ys, strict=True):
         n = len(t.records)
         if t.recipe.gate == "negative":
-            # Only questions the premium models do better on: a benchmark question that every model
-            # gets right (or wrong) says nothing against "trivial".
-            keep = np.flatnonzero(y > 0)
+            # "trivial": only questions the premium models do better on (a benchmark question that
+            # every model gets right, or wrong, says nothing against trivial). "hard": all of them,
+            # so that the hard-kind gate fires on proofs and designs, never inside a benchmark.
+            keep = np.flatnonzero(y > 0) if target == "trivial" else np.arange(n)
             rows.append(offset + keep)
             labels_.append(np.zeros(len(keep)))
         elif t.recipe.gate == "label":
             rows.append(np.arange(offset, offset + n))
-            labels_.append((y <= 0).astype(np.float64))
+            labels_.append((y <= 0 if target == "trivial" else y > 0).astype(np.float64))
         offset += n
     if not rows:
         return None
@@ -267,7 +289,9 @@ def _train_gate(
         if float(np.abs(step).max()) < 1e-8:
             break
     coef = beta[:-1] / scale
-    return coef, float(beta[-1] - coef @ mean)
+    # Steeper than fitted: the gate either fires (a trivial request) or stays near 0, so that its
+    # small values on benchmark questions do not reorder the queries of one task.
+    return sharpness * coef, sharpness * float(beta[-1] - coef @ mean)
 
 
 def _sigmoid(t: Matrix) -> Matrix:
@@ -275,19 +299,41 @@ def _sigmoid(t: Matrix) -> Matrix:
     return out
 
 
-def platt(z: Matrix, y: Matrix) -> tuple[float, float]:
-    """Slope and offset of the logistic fit P(y=1) = sigmoid(slope * z + offset), by Newton."""
-    a, b = 1.0, 0.0
-    x = np.stack([z, np.ones_like(z)], axis=1)
-    for _ in range(50):
-        p = _sigmoid(a * z + b)
+def _newton_logit(x: Matrix, y: Matrix, iterations: int = 50) -> Matrix:
+    """Maximum-likelihood logistic coefficients (Newton; a tiny ridge keeps it defined)."""
+    beta = np.zeros(x.shape[1])
+    for _ in range(iterations):
+        p = _sigmoid(x @ beta)
         grad = x.T @ (p - y)
-        hess = x.T @ (x * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
+        hess = x.T @ (x * (p * (1 - p))[:, None]) + 1e-6 * np.eye(x.shape[1])
         step = np.linalg.solve(hess, grad)
-        a, b = a - float(step[0]), b - float(step[1])
+        beta -= step
         if float(np.abs(step).max()) < 1e-10:
             break
-    return a, b
+    return beta
+
+
+def platt(z: Matrix, y: Matrix, groups: Sequence[str] | None = None) -> tuple[float, float]:
+    """Slope and offset of P(y=1) = sigmoid(slope * z + offset).
+
+    With ``groups`` (the task of each row), the slope is fitted with one intercept per task, so it
+    measures how well z ranks queries *within* a task; a between-task difference of z that the
+    outcomes do not share (code "looks harder" than WinoGrande but GPT-4 gains more on WinoGrande)
+    cannot turn it negative. The offset is then fitted on all rows with that slope."""
+    if groups is None:
+        a, b = _newton_logit(np.stack([z, np.ones_like(z)], axis=1), y)
+        return float(a), float(b)
+    names = sorted(set(groups))
+    dummies = np.array([[1.0 if g == n else 0.0 for n in names] for g in groups])
+    slope = float(_newton_logit(np.hstack([z[:, None], dummies]), y)[0])
+    b = 0.0
+    for _ in range(50):
+        p = _sigmoid(slope * z + b)
+        step = float((p - y).sum() / max(1e-12, float((p * (1 - p)).sum())))
+        b -= step
+        if abs(step) < 1e-12:
+            break
+    return slope, b
 
 
 def _round(values: Any, digits: int = 5) -> list[float]:
@@ -305,6 +351,8 @@ def train(
     emb_weight: float = DEFAULT_EMB_WEIGHT,
     residual: bool = True,
     gate_alpha: float = DEFAULT_GATE_ALPHA,
+    gate_sharpness: float = DEFAULT_GATE_SHARPNESS,
+    hard_boost: float = DEFAULT_HARD_BOOST,
 ) -> dict[str, Any]:
     """The data document for ``LearnedV2Scorer``, trained on every task given."""
     if not tasks:
@@ -326,7 +374,7 @@ def train(
     for g in group_of:
         gsize[g] = gsize.get(g, 0) + 1
     w_all = np.array(
-        [(group_weight or {}).get(t.name, 1.0) / gsize[t.group] for t in tasks for _ in t.records]
+        [(group_weight or {}).get(t.name, t.recipe.weight) / gsize[t.group] for t in tasks for _ in t.records]
     )
     # Stage 1, within-task difficulty: text statistics, features and labels centred per task, on
     # the benchmark files only (in chat logs and the synthetic set, length says little by itself).
@@ -356,7 +404,13 @@ def train(
         # What the statistics part already says about a query's kind (its level is a by-product of
         # within-task fitting: a long everyday paste looks "hard") is taken out of the target, so
         # the embedding learns to correct it.
+        # A benchmark task's rows have one target, so they lose the task's mean statistics score
+        # (not each row's, which would teach the embedding to undo the within-task signal).
         stats_z = ((pooled_stats - mean_s) / scale_s) @ coef_s
+        for members in by_source.values():
+            idx = np.array(members)
+            if names_of[members[0]] not in item_level:
+                stats_z[idx] = np.average(stats_z[idx], weights=w_all[idx])
         target = target - stats_z
     coef_e, mean_e, scale_e = _ridge(pooled_emb, target, w_all, group_of, emb_alpha)
     coef = np.concatenate([emb_weight * coef_e, coef_s])
@@ -369,13 +423,16 @@ def train(
     token_value = vectors.vectors @ a[:dims]
     z_all = pooled @ a + intercept
     # Calibrate on RouterBench's own pair when present: P(GPT-4 correct and Mixtral wrong).
-    cal_z, cal_y = [], []
+    cal_z: list[Matrix] = []
+    cal_y: list[Matrix] = []
+    cal_g: list[str] = []
     offset = 0
     for t, x in zip(tasks, xs, strict=True):
         n = len(t.records)
         if t.recipe.strong == DEFAULT_STRONG and not t.recipe.item_level:
             s, wk = t.recipe.strong, t.recipe.weak
             cal_z.append(z_all[offset : offset + n])
+            cal_g.extend(r.source for r in t.records)
             cal_y.append(
                 np.array(
                     [
@@ -387,10 +444,11 @@ def train(
         offset += n
         del x
     if cal_z:
-        slope, off = platt(np.concatenate(cal_z), np.concatenate(cal_y))
+        slope, off = platt(np.concatenate(cal_z), np.concatenate(cal_y), cal_g)
     else:  # no RouterBench file: a percentile-like scale over the training queries
         slope, off = 1.0 / float(z_all.std() or 1.0), -float(z_all.mean()) / float(z_all.std() or 1.0)
-    gate = _train_gate(tasks, pooled, ys, gate_alpha)
+    gate = _train_gate(tasks, pooled, ys, gate_alpha, gate_sharpness, "trivial")
+    hard = _train_gate(tasks, pooled, ys, gate_alpha, gate_sharpness, "hard")
     return {
         "format": FORMAT,
         "features": list(FEATURES),
@@ -405,6 +463,14 @@ def train(
             "token_value": _round(vectors.vectors @ gate[0][:dims], 5),
             "stat_coef": _round(gate[0][dims:], 6),
             "intercept": _round([gate[1]], 8)[0],
+        },
+        "hard_gate": None
+        if hard is None
+        else {
+            "token_value": _round(vectors.vectors @ hard[0][:dims], 5),
+            "stat_coef": _round(hard[0][dims:], 6),
+            "intercept": _round([hard[1]], 8)[0],
+            "boost": hard_boost,
         },
         "calibration": {
             "slope": _round([slope], 8)[0],
