@@ -6,9 +6,15 @@ of ``textstats``. A linear head over a mean of vectors is a mean of per-token sc
 folds the vectors into one number per vocabulary token: at run time a query costs a WordPiece
 tokenisation (cached per word) and a weighted average, in pure Python, with no numpy and no model.
 
-The output is calibrated: the estimated probability that the strong model (GPT-4 class) answers
-the query better than a cheap one (Mixtral class), fitted on RouterBench's measured outcomes.
-The data file is written by ``python -m router classifier train --scorer learned-v2``.
+Three such linear heads share the features: the difficulty model ``p`` (Platt-calibrated on
+RouterBench: the estimated probability that a GPT-4-class model answers better than a
+Mixtral-class one) and two logistic gates on the kind of request, trivial and clearly hard:
+
+    score = (1 - P(trivial)) * (p + (1 - p) * boost * P(hard kind))
+
+so a greeting scores near 0 and a proof about ``boost`` or more, while inside a benchmark (both gates
+near 0) the order is ``p``'s. The data file is written by
+``python -m router classifier train --scorer learned-v2``; the README says what the numbers mean.
 """
 
 from __future__ import annotations
