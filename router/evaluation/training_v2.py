@@ -1,19 +1,24 @@
 """Training ``learned-v2`` (dev-only: numpy, and the distilled vectors of ``distil.py``).
 
-Choices, each for generalisation to traffic none of the files holds:
+Choices, each for generalisation to traffic none of the files holds (the README has the numbers):
 
 * Features: the SIF-weighted mean of static MiniLM token vectors (what a query is *about*: code,
   proofs, chit-chat, translation) plus the 23 text statistics (how long and dense it is).
 * Label, per query: mean quality of the file's premium models minus its cheap ones (``RECIPES``
   names them per file: price alone misleads where a big model is a poor one), so 1 = "only the
   expensive models get this right", 0 = "all do equally".
-* Between-task signal is kept: labels are centred per *group* of files that share one set of models
-  (the three RouterBench files are one group), not per task, so "code and maths need the big model"
-  is learned from the 11 tasks in ``llmrouter_tasks``, the 38 in ``routerarena_cached`` and the
-  RouterBench trio. Centring per group removes what differs between the groups' model pairs.
-* Each group gets the same total weight, so no one source's labelling dominates.
-* Closed-form weighted ridge, then a 1-D logistic (Platt) fit of "the strong model is better"
-  on RouterBench's GPT-4 vs Mixtral outcomes: the score is that estimated probability.
+* Within-task difficulty comes from the statistics: ridge with task fixed effects on the files
+  marked ``within`` (RouterBench's GPT-4 vs Mixtral pair).
+* Between-task signal comes from the token vectors: ridge against each benchmark task's *mean* gain
+  (so "maths and code need the big model" is learned from RouterBench's 3, LLMRouter's 11 and
+  RouterArena's 38 tasks, without the topic noise inside one benchmark) and each chat or synthetic
+  item's own label, centred per group of files sharing one model set (what differs between the
+  groups' model pairs is not learned), with a small weight in the sum.
+* Two logistic gates (trivial request; clearly hard request) from the synthetic set against
+  benchmark questions, steepened so they stay out of the way inside a benchmark.
+* Platt scaling of "the strong model is better" on RouterBench's outcomes, its slope fitted within
+  tasks: the score is that estimated probability. Everything is closed-form or Newton, with no
+  random seed, and rounded, so the shipped file is reproducible byte for byte.
 """
 
 from __future__ import annotations
@@ -427,7 +432,7 @@ def train(
     cal_y: list[Matrix] = []
     cal_g: list[str] = []
     offset = 0
-    for t, x in zip(tasks, xs, strict=True):
+    for t in tasks:
         n = len(t.records)
         if t.recipe.strong == DEFAULT_STRONG and not t.recipe.item_level:
             s, wk = t.recipe.strong, t.recipe.weak
@@ -442,7 +447,6 @@ def train(
                 )
             )
         offset += n
-        del x
     if cal_z:
         slope, off = platt(np.concatenate(cal_z), np.concatenate(cal_y), cal_g)
     else:  # no RouterBench file: a percentile-like scale over the training queries
