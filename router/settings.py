@@ -45,9 +45,9 @@ class Settings(BaseModel):
     CLASSIFIER_TIMEOUT_S: float = Field(3.0, gt=0, le=60)
     JUDGE_ENABLED: bool = True
     JUDGE_LOW: float = Field(
-        0.186409, ge=0, le=1, description="Scores strictly inside (LOW, HIGH) ask the judge."
+        0.184866, ge=0, le=1, description="Scores strictly inside (LOW, HIGH) ask the judge."
     )
-    JUDGE_HIGH: float = Field(0.598715, ge=0, le=1)
+    JUDGE_HIGH: float = Field(0.234878, ge=0, le=1)
     JUDGE_CACHE_SIZE: int = Field(4096, ge=0, le=1_000_000)
     # HTTP
     MAX_BODY_BYTES: int = Field(1_048_576, gt=0, le=100 * 1_048_576)

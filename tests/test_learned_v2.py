@@ -156,3 +156,19 @@ def test_default_judge_band_holds_at_most_15_percent_of_the_calibration_data() -
     scores = [scorer.score(r.question) for f in files for r in load_jsonl(f)]
     inside = sum(low <= s <= high for s in scores) / len(scores)
     assert 0.05 < inside <= 0.15
+
+
+def test_hostile_input_stays_cheap(scorer: LearnedV2Scorer) -> None:
+    """Only the first MAX_CHARS are tokenised and WordPiece never tries a match longer than the
+    longest vocabulary piece: a megabyte of unique junk words once took 21 s, now milliseconds."""
+    import random
+    import time
+
+    from router.classifiers.learned_v2 import MAX_CHARS
+
+    rng = random.Random(0)
+    junk = " ".join("".join(rng.choice("qxzjvkwy") for _ in range(99)) for _ in range(10_000))
+    assert words(junk) == words(junk[:MAX_CHARS])
+    t0 = time.perf_counter()
+    scorer.score(junk)
+    assert time.perf_counter() - t0 < 2.0  # ~50 ms here; generous for a loaded CI machine

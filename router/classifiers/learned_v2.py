@@ -34,6 +34,10 @@ from router.classifiers.textstats import FEATURES, features
 DEFAULT_DATA = Path(__file__).parent / "data" / "learned_v2.json"
 FORMAT = 1
 _MAX_WORD = 100  # BERT's limit: a longer "word" is [UNK]
+# Only the start of a long request is tokenised (about 700 words, BERT's own 512-token window): the
+# kind of request shows there, and a hostile megabyte of junk words costs milliseconds, not seconds.
+# The text statistics still see the whole text.
+MAX_CHARS = 4096
 _CACHE_LIMIT = 50_000
 
 # BERT's basic tokeniser: words, and every punctuation or symbol character on its own.
@@ -56,14 +60,20 @@ def normalise(text: str) -> str:
     return text
 
 
-def wordpiece(word: str, vocab: Mapping[str, int], unk: int) -> list[int]:
-    """Greedy longest-match-first WordPiece, as BERT does; ``[unk]`` when a piece is missing."""
+def longest_piece(vocab: Mapping[str, int]) -> int:
+    """Length of the longest vocabulary piece (without "##"): no longer match is worth trying."""
+    return max(len(t) - 2 if t.startswith("##") else len(t) for t in vocab)
+
+
+def wordpiece(word: str, vocab: Mapping[str, int], unk: int, longest: int = _MAX_WORD) -> list[int]:
+    """Greedy longest-match-first WordPiece, as BERT does; ``[unk]`` when a piece is missing.
+    Matches longer than ``longest`` are not tried: same result, linear instead of quadratic."""
     if len(word) > _MAX_WORD:
         return [unk]
     ids: list[int] = []
     start, n = 0, len(word)
     while start < n:
-        end = n
+        end = min(n, start + longest)
         while end > start:
             piece = word[start:end] if start == 0 else "##" + word[start:end]
             tid = vocab.get(piece)
@@ -78,14 +88,14 @@ def wordpiece(word: str, vocab: Mapping[str, int], unk: int) -> list[int]:
 
 
 def words(text: str) -> list[str]:
-    """The basic tokeniser's words of ``text`` (each then goes through WordPiece)."""
-    return _SPLIT.findall(normalise(text))
+    """The basic tokeniser's words of the first ``MAX_CHARS`` of ``text`` (then WordPiece)."""
+    return _SPLIT.findall(normalise(text[:MAX_CHARS]))
 
 
-def token_ids(text: str, vocab: Mapping[str, int]) -> list[int]:
+def token_ids(text: str, vocab: Mapping[str, int], longest: int = _MAX_WORD) -> list[int]:
     """Every WordPiece token id of ``text``: what training pools over (run time caches per word)."""
     unk = vocab["[UNK]"]
-    return [tid for word in words(text) for tid in wordpiece(word, vocab, unk)]
+    return [tid for word in words(text) for tid in wordpiece(word, vocab, unk, longest)]
 
 
 def check(raw: Mapping[str, Any]) -> None:
@@ -123,6 +133,7 @@ class LearnedV2Scorer(Scorer):
         # Stored as weight x value, so pooling is two sums (map/mul: C speed, it runs at cold start).
         self._wvalue: list[float] = list(map(operator.mul, self._weight, raw["token_value"]))
         self._unk = self._vocab["[UNK]"]
+        self._longest = longest_piece(self._vocab)
         self._a = [float(c) for c in raw["stat_coef"]]
         self._b = float(raw["intercept"])
         self._slope = float(raw["calibration"]["slope"])
@@ -144,7 +155,7 @@ class LearnedV2Scorer(Scorer):
             return hit
         w = wv = wt = wh = 0.0
         trivial, hard = (g.wvalue if g else None for g in self._gates)
-        for tid in wordpiece(word, self._vocab, self._unk):
+        for tid in wordpiece(word, self._vocab, self._unk, self._longest):
             w += self._weight[tid]
             wv += self._wvalue[tid]
             if trivial is not None:

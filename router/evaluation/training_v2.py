@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router.classifiers.learned_v2 import FORMAT, token_ids
+from router.classifiers.learned_v2 import FORMAT, longest_piece, token_ids
 from router.classifiers.textstats import FEATURES, features
 from router.evaluation.data import DEFAULT_STRONG, DEFAULT_WEAK, Record, models_in, resolve_model
 from router.evaluation.distil import DEFAULT_OUT
@@ -188,7 +188,8 @@ def load_vectors(path: str | Path = VECTORS) -> Vectors:
 def tokenise(task: Task, vocab: Mapping[str, int], field_name: str) -> list[list[int]]:
     key = f"ids:{field_name}"
     if key not in task.cache:
-        task.cache[key] = [token_ids(r.text(field_name), vocab) for r in task.records]
+        longest = longest_piece(vocab)
+        task.cache[key] = [token_ids(r.text(field_name), vocab, longest) for r in task.records]
     ids: list[list[int]] = task.cache[key]
     return ids
 
