@@ -89,6 +89,10 @@ def test_bad_data_is_refused() -> None:
         LearnedV2Scorer({**raw, "features": ["x"]})
     with pytest.raises(WeightsError, match="differ in length"):
         LearnedV2Scorer({**raw, "token_value": raw["token_value"][:-1]})
+    short_gate = {**raw["gate"], "token_value": raw["gate"]["token_value"][:-1]}
+    with pytest.raises(WeightsError, match="'gate' needs one 'token_value'"):
+        LearnedV2Scorer({**raw, "gate": short_gate})
+    assert LearnedV2Scorer({**raw, "gate": None, "hard_gate": None}).parts("hi")[1:] == (0.0, 0.0)
 
 
 @settings(max_examples=100, deadline=None)

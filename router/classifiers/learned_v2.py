@@ -110,6 +110,14 @@ def check(raw: Mapping[str, Any]) -> None:
         raise WeightsError("learned-v2 data: 'vocab', 'token_weight', 'token_value' differ in length")
     if len(raw.get("stat_coef", ())) != len(FEATURES):
         raise WeightsError(f"learned-v2 data: 'stat_coef' must have {len(FEATURES)} numbers")
+    for key in ("gate", "hard_gate"):
+        gate = raw.get(key)
+        if gate is None:
+            continue
+        if not isinstance(gate, Mapping) or len(gate.get("token_value", ())) != len(vocab):
+            raise WeightsError(f"learned-v2 data: {key!r} needs one 'token_value' per vocabulary token")
+        if len(gate.get("stat_coef", ())) != len(FEATURES) or "intercept" not in gate:
+            raise WeightsError(f"learned-v2 data: {key!r} needs 'stat_coef' and 'intercept'")
 
 
 def load(path: str | Path = DEFAULT_DATA) -> dict[str, Any]:
