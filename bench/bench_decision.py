@@ -27,7 +27,7 @@ from router.classifiers import get_scorer  # noqa: E402
 from router.models.config import load_file  # noqa: E402
 from router.pipeline.route import Constraints, choose  # noqa: E402
 
-CLASSIFIERS = ("seed", "improved", "learned")
+CLASSIFIERS = ("seed", "improved", "learned", "learned-v2")
 SHARED = ROOT.parent / "shared" / "routing-data"
 BUILTIN = [
     "hi",

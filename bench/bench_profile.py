@@ -213,7 +213,7 @@ def profile_summary(prof: cProfile.Profile, n: int, top: int) -> tuple[list[dict
 # awaiting) says which subsystem the request's work is in.
 ENTRY_POINTS = {
     "FastAPI app, whole request (edge + handler + service)": ("fastapi/applications.py", "__call__"),
-    "service.route (classify + route + upstream + record)": ("router/service.py", "route"),
+    "service.route (classify + route + upstream + record)": ("router/pipeline/service.py", "route"),
     "openai SDK chat.completions.create (incl. httpx2 I/O)": ("chat/completions/completions.py", "create"),
     "  of which: request building (_build_request)": ("openai/_base_client.py", "_build_request"),
     "  of which: params transform (async_maybe_transform)": (
@@ -227,7 +227,7 @@ ENTRY_POINTS = {
         "upsert_entity",
     ),
     "CostRecord.to_entity": ("router/cost_records.py", "to_entity"),
-    "classify (router)": ("router/service.py", "classify"),
+    "classify (router)": ("router/pipeline/classify.py", "classify"),
 }
 
 

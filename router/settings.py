@@ -63,12 +63,14 @@ class Settings(BaseModel):
     )
     MODELS_TTL_SECONDS: float = Field(60.0, gt=0, le=86400)
     # Classification
-    CLASSIFIER: str = Field("learned", min_length=1, description="Scorer name from the registry.")
+    CLASSIFIER: str = Field("learned-v2", min_length=1, description="Scorer name from the registry.")
     CLASSIFIER_MODEL: str | None = Field(None, description="Judge model; default the cheapest enabled.")
     CLASSIFIER_TIMEOUT_S: float = Field(3.0, gt=0, le=60)
     JUDGE_ENABLED: bool = True
-    JUDGE_LOW: float = Field(0.3, ge=0, le=1, description="Scores strictly inside (LOW, HIGH) ask the judge.")
-    JUDGE_HIGH: float = Field(0.7, ge=0, le=1)
+    JUDGE_LOW: float = Field(
+        0.184866, ge=0, le=1, description="Scores strictly inside (LOW, HIGH) ask the judge."
+    )
+    JUDGE_HIGH: float = Field(0.234878, ge=0, le=1)
     JUDGE_CACHE_SIZE: int = Field(4096, ge=0, le=1_000_000)
     JUDGE_MAX_SHIFT: float = Field(
         0.3, ge=0, le=1, description="Most the judge may move the scorer's score, either way."

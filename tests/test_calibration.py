@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from router.evaluation.calibration import Tier, calibrate, threshold_for_cut
+from router.evaluation.calibration import Tier, calibrate, judge_band, threshold_for_cut
 from router.evaluation.cli import add_commands
 from router.models.config import ModelConfig
 from router.pipeline.route import Constraints, choose
@@ -221,3 +221,49 @@ def test_calibrate_apply_writes_the_models_table(
     assert stored["small"].max_complexity == pytest.approx(round((0.011 + 0.3) / 2, 6))
     assert stored["big"].max_complexity == 1.0
     assert stored["big"].deployment == "d-big"  # everything else is kept
+
+
+def test_judge_band_is_centred_on_the_cut_and_within_budget() -> None:
+    scores = [i / 100 for i in range(100)]  # 0.00 .. 0.99, one query each
+    band = judge_band(scores, 0.5, 0.15)
+    # 14 queries fit in 15% of 100 with as many below the cut as above it (7 + 7): 0.43 .. 0.56.
+    assert (band.low, band.high) == (0.43, 0.56)
+    assert band.fraction == pytest.approx(0.14)
+    assert sum(band.low <= s <= band.high for s in scores) <= 15
+    # At the edge of the data the band is cut short rather than shifted.
+    edge = judge_band(scores, 0.0, 0.15)
+    assert edge.low == 0.0 and edge.high < 0.15
+    # A tie group larger than the budget: the band cannot split it, so it is that group alone.
+    tied = judge_band([0.2] * 50 + [0.9] * 50, 0.2, 0.15)
+    assert (tied.low, tied.high, tied.fraction) == (0.2, 0.2, 0.5)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_judge_band_never_exceeds_its_share(seed: int) -> None:
+    rng = random.Random(seed)
+    scores = [round(rng.random(), 2) for _ in range(rng.randint(1, 300))]
+    share = rng.choice([0.05, 0.15, 0.3])
+    band = judge_band(scores, rng.random(), share)
+    inside = sum(band.low <= s <= band.high for s in scores)
+    assert inside == round(band.fraction * len(scores))
+    assert band.low <= band.high
+    assert inside <= max(share * len(scores), max(scores.count(s) for s in scores))
+
+
+def test_calibrate_takes_several_files_and_suggests_a_judge_band(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b, models = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "models.json"
+    write_data(a)
+    write_data(b)
+    models.write_text(json.dumps({"models": CATALOGUE}))
+    argv = ["calibrate", "--data", str(a), str(b), "--models", str(models), "--classifier", "seed"]
+    assert run_cli([*argv, "--json", "--judge-share", "0.5"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["queries"] == 8 and doc["data"] == "a.jsonl, b.jsonl"
+    judge = doc["judge"]
+    # The cut in front of "big" falls between 0.011 and 0.3; half of the 8 queries fit around it.
+    assert judge["JUDGE_LOW"] <= doc["models"][0]["max_complexity"]["new"] <= judge["JUDGE_HIGH"]
+    assert judge["share"] <= 0.5
+    assert run_cli(argv) == 0
+    assert "judge band: JUDGE_LOW=" in capsys.readouterr().out

@@ -237,7 +237,7 @@ def test_settings_defaults_and_errors_name_the_variable():
         load_settings({"TABLES_CONNECTION_STRING": "x", "AZURE_OPENAI_ENDPOINT": "ftp://nope"})
     with pytest.raises(SettingsError, match=r"CLASSIFIER: .*unknown classifier"):
         load_settings({"TABLES_CONNECTION_STRING": "x", "CLASSIFIER": "magic"})
-    assert s.CLASSIFIER == "learned"  # the default: best held-out APGR (see README)
+    assert s.CLASSIFIER == "learned-v2"  # the default (see the README's classifier section)
     with pytest.raises(SettingsError, match="JUDGE_LOW"):
         load_settings({"TABLES_CONNECTION_STRING": "x", "JUDGE_LOW": "0.8", "JUDGE_HIGH": "0.2"})
     assert required_settings() == []

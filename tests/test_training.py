@@ -141,3 +141,102 @@ def test_train_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[s
     bad.write_text("{oops\n")
     assert run_cli(["classifier", "train", "--data", str(bad), "--out", str(tmp_path / "o.json")]) == 2
     assert "invalid JSON" in capsys.readouterr().err
+
+
+# --- learned-v2 --------------------------------------------------------------------------------------
+
+
+def tiny_vectors(path: Path) -> Path:
+    """A made-up 8-dimensional vocabulary: what the trainer needs, without the distilled model."""
+    from router.evaluation.training_v2 import Vectors
+
+    vocab = ["[PAD]", "[UNK]", "compute", "the", "value", "of", "apples", "?", "hi", "thanks"]
+    vocab += [str(d) for d in range(10)] + [f"##{d}" for d in range(10)]
+    rng = np.random.default_rng(7)
+    vecs = Vectors(vocab, rng.normal(size=(len(vocab), 8)))
+    np.savez_compressed(path, vectors=vecs.vectors.astype(np.float16), vocab=np.array(vocab))
+    return path
+
+
+def test_train_learned_v2_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from router.classifiers.learned_v2 import LearnedV2Scorer
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    make_task(a, "a", 60, 1)
+    make_task(b, "b", 50, 2)
+    vectors = tiny_vectors(tmp_path / "v.npz")
+    out = tmp_path / "v2.json"
+    argv = ["classifier", "train", "--scorer", "learned-v2", "--vectors", str(vectors)]
+    argv += ["--data", str(a), str(b), "--out", str(out), "--strong", "strong", "--weak", "weak"]
+    assert run_cli([*argv, "--held-out"]) == 0
+    text = capsys.readouterr().out
+    assert "learned-v2" in text and "mean held-out APGR" in text
+    raw = json.loads(out.read_text())
+    assert raw["vocab"][:3] == ["[PAD]", "[UNK]", "compute"]
+    assert set(raw["trained"]["files"]) == {"a.jsonl", "b.jsonl"}
+    assert raw["gate"] is None  # no labelled trivial requests given: no gate
+    scorer = LearnedV2Scorer(out)
+    assert scorer.score("compute the value of 12 apples " * 8) > scorer.score("hi?")
+    first = out.read_bytes()
+    assert run_cli(argv) == 0  # reproducible: the same bytes again
+    assert out.read_bytes() == first
+    # eval and calibrate take the file with --weights
+    assert run_cli(["eval", "--data", str(a), "--classifier", "learned-v2", "--weights", str(out),
+                    "--strong", "strong", "--weak", "weak"]) == 0  # fmt: skip
+    assert "learned-v2" in capsys.readouterr().out
+
+
+def test_platt_slope_is_fitted_within_tasks() -> None:
+    from router.evaluation.training_v2 import platt
+
+    rng = np.random.default_rng(3)
+    z, y, groups = [], [], []
+    # Within each task a higher z means more wins, but the task with the higher z overall wins less.
+    for shift, base in ((0.0, 0.0), (5.0, -3.0)):
+        zz = rng.normal(size=2000)
+        p = 1 / (1 + np.exp(-(1.5 * zz + base)))
+        z.append(zz + shift)
+        y.append((rng.random(2000) < p).astype(float))
+        groups += [str(shift)] * 2000
+    zs, ys = np.concatenate(z), np.concatenate(y)
+    pooled_slope, _ = platt(zs, ys)
+    slope, offset = platt(zs, ys, groups)
+    assert pooled_slope < 0  # the between-task confound would invert the score ...
+    assert slope == pytest.approx(1.5, abs=0.2)  # ... the within-task fit does not
+    p = 1 / (1 + np.exp(-(slope * zs + offset)))
+    assert p.mean() == pytest.approx(ys.mean(), abs=1e-6)  # the offset matches the base rate
+
+
+def test_gates_learn_trivial_and_hard_kinds(tmp_path: Path) -> None:
+    from router.classifiers.learned_v2 import LearnedV2Scorer
+    from router.evaluation import training_v2 as tv2
+    from router.evaluation.data import load_jsonl
+
+    bench = tmp_path / "bench.jsonl"
+    make_task(bench, "b", 80, 5)
+    labelled = tmp_path / "labelled.jsonl"
+    lines = []
+    for i in range(40):
+        trivial = i % 2 == 0
+        q = "hi thanks" if trivial else "compute the value of 12 apples " * 3
+        lines.append(
+            record_line(i, q, {"strong": 1.0, "mid": 1.0, "cheap": float(trivial), "weak": float(trivial)})
+        )
+    labelled.write_text("\n".join(lines) + "\n")
+    vectors = tv2.load_vectors(tiny_vectors(tmp_path / "v.npz"))
+    recipe = tv2.Recipe(("strong",), ("weak",), "strong", "weak", gate="negative")
+    gate_recipe = tv2.Recipe(
+        ("strong",), ("weak",), "strong", "weak", item_level=True, within=False, gate="label"
+    )
+    tasks = [
+        tv2.Task("bench", load_jsonl(bench), recipe, group="g"),
+        tv2.Task("labelled", load_jsonl(labelled), gate_recipe, group="g"),
+    ]
+    doc = tv2.train(tasks, vectors)
+    assert doc["gate"] is not None and doc["hard_gate"] is not None
+    scorer = LearnedV2Scorer(doc)
+    _, trivial, hard = scorer.parts("hi thanks")
+    assert trivial > 0.9 and hard < 0.1
+    _, trivial, hard = scorer.parts("compute the value of 12 apples compute the value")
+    assert trivial < 0.1 and hard > 0.9
+    assert scorer.score("hi thanks") < 0.05

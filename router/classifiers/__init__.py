@@ -14,6 +14,7 @@ _REGISTRY: dict[str, Callable[[], Scorer]] = {
     # Imported on first use, so an unselected scorer costs nothing at cold start.
     "improved": lambda: __import__("router.classifiers.improved", fromlist=["_"]).ImprovedScorer(),
     "learned": lambda: __import__("router.classifiers.learned", fromlist=["_"]).LearnedScorer(),
+    "learned-v2": lambda: __import__("router.classifiers.learned_v2", fromlist=["_"]).LearnedV2Scorer(),
 }
 
 

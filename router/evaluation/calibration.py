@@ -116,3 +116,39 @@ def calibrate(scores: Sequence[float], tiers: Sequence[Tier], target: float = 0.
     fractions = tuple((bounds[i + 1] - bounds[i]) / n for i in range(k))
     quality = sum(pq[i][bounds[i + 1]] - pq[i][bounds[i]] for i in range(k))
     return Plan(thresholds, fractions, quality / n, top_q / n, best[0], top_c, True)
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """A judge band: scores with ``low <= score <= high`` ask the LLM judge."""
+
+    low: float
+    high: float
+    fraction: float  # share of the queries inside it
+
+
+def judge_band(scores: Sequence[float], center: float, max_share: float = 0.15) -> Band:
+    """The widest band around ``center`` (in rank: as many queries below as above) that holds at
+    most ``max_share`` of the queries. The judge then sees the queries nearest the costliest
+    routing decision, the cut in front of the priciest model, where a second opinion pays most."""
+    n = len(scores)
+    if n == 0:
+        raise ValueError("need scores")
+    ss = sorted(scores)
+    budget = math.floor(max_share * n + 1e-9)
+    pos = sum(1 for v in ss if v < center)  # ss[pos:] are >= center
+    best = Band(center, center, sum(1 for v in ss if v == center) / n)
+    if best.fraction > max_share:  # a tie group alone over budget: the narrowest band there is
+        return best
+    for half in range(1, n + 1):
+        lo_i, hi_i = max(0, pos - half), min(n, pos + half)  # candidate members ss[lo_i:hi_i]
+        low = ss[lo_i] if lo_i < n else center
+        high = ss[hi_i - 1] if hi_i > 0 else center
+        low, high = min(low, center), max(high, center)
+        inside = sum(1 for v in ss if low <= v <= high)
+        if inside > budget:
+            break
+        best = Band(low, high, inside / n)
+        if lo_i == 0 and hi_i == n:
+            break
+    return best

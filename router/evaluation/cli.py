@@ -35,17 +35,37 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     p.add_argument(
         "--target-quality", type=_fraction, default=0.95, help="share of strong quality to keep (0.95)"
     )
-    p.add_argument("--weights", metavar="FILE.json", help="weights for 'learned' (default: the shipped ones)")
+    p.add_argument(
+        "--weights",
+        metavar="FILE.json",
+        help="weights for 'learned' or 'learned-v2' (default: the shipped ones)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run_eval)
 
-    c = subparsers.add_parser("classifier", help="train the learned classifier")
+    c = subparsers.add_parser("classifier", help="train the learned classifiers")
     csub = c.add_subparsers(dest="classifier_command", required=True)
-    t = csub.add_parser("train", help="train the learned classifier's weights from routing-data files")
+    t = csub.add_parser("train", help="train a learned classifier's weights from routing-data files")
     t.add_argument("--data", nargs="+", required=True, metavar="FILE.jsonl", help="one file per task")
     t.add_argument("--out", required=True, metavar="FILE.json")
+    t.add_argument(
+        "--scorer",
+        choices=("learned", "learned-v2"),
+        default="learned",
+        help="which scorer to train (learned)",
+    )
     _pair_args(t)
-    t.add_argument("--alpha", type=float, default=30.0, help="ridge regularisation (30)")
+    t.add_argument(
+        "--alpha", type=float, default=30.0, help="ridge regularisation of the text statistics (30)"
+    )
+    t.add_argument(
+        "--vectors",
+        metavar="FILE.npz",
+        help="learned-v2: distilled token vectors (default: the shipped ones)",
+    )
+    t.add_argument(
+        "--dev", metavar="FILE.jsonl", help="learned-v2: report AUROC on an easy/hard labelled set"
+    )
     t.add_argument("--held-out", action="store_true", help="also report leave-one-file-out metrics")
     t.add_argument("--json", action="store_true", help="print the held-out report as JSON")
     t.set_defaults(handler=run_train)
@@ -53,10 +73,26 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     k = subparsers.add_parser(
         "calibrate", help="max_complexity thresholds that hit a quality target cheapest"
     )
-    k.add_argument("--data", required=True, metavar="FILE.jsonl")
+    k.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="FILE.jsonl",
+        help="one or more files with the same models",
+    )
     k.add_argument("--target-quality", type=_fraction, default=0.95)
+    k.add_argument(
+        "--judge-share",
+        type=_fraction,
+        default=0.15,
+        help="largest share of requests the suggested JUDGE_LOW..JUDGE_HIGH band may hold (0.15)",
+    )
     k.add_argument("--classifier", metavar="NAME", help="default: the CLASSIFIER setting")
-    k.add_argument("--weights", metavar="FILE.json", help="weights for 'learned' (default: the shipped ones)")
+    k.add_argument(
+        "--weights",
+        metavar="FILE.json",
+        help="weights for 'learned' or 'learned-v2' (default: the shipped ones)",
+    )
     k.add_argument(
         "--models", metavar="FILE.json", help="catalogue file (models.sample.json format); default: the table"
     )
@@ -144,6 +180,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.scorer == "learned-v2":
+        return run_train_v2(args)
     try:
         from router.evaluation import training
     except ImportError:  # numpy is a dev-only dependency
@@ -164,6 +202,40 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(weights, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    if not args.json:
+        names = ", ".join(t.name for t in tasks)
+        queries = sum(len(t.records) for t in tasks)
+        print(f"wrote {out} (trained on {names}; {queries} queries; no metric is reported on them)")
+    return 0
+
+
+def run_train_v2(args: argparse.Namespace) -> int:
+    try:
+        from router.evaluation import training_v2 as tv2
+    except ImportError:  # numpy is a dev-only dependency
+        return _fail("training needs numpy: pip install -r requirements-dev.txt")
+    try:
+        vectors = tv2.load_vectors(args.vectors or tv2.VECTORS)
+        tasks = [tv2.make_task(Path(p).stem, load_jsonl(p), args.strong, args.weak) for p in args.data]
+        if args.held_out:
+            folds = tv2.held_out_folds(tasks, vectors, field_name=args.prompt_field, alpha=args.alpha)
+            print(_dumps(_folds_json(folds)) if args.json else render_folds(folds))
+        doc = tv2.train(tasks, vectors, field_name=args.prompt_field, alpha=args.alpha)
+    except (OSError, DataError, ValueError) as exc:
+        return _fail(str(exc))
+    doc["trained"]["files"] = {Path(p).name: fingerprint(p) for p in args.data}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Compact: the vocabulary makes this the one large file; sorted keys keep it reproducible.
+    out.write_text(json.dumps(doc, separators=(",", ":"), sort_keys=True) + "\n", encoding="utf-8")
+    if args.dev:
+        from router.classifiers.learned_v2 import LearnedV2Scorer
+
+        items = tv2.load_dev(args.dev)
+        scorer = LearnedV2Scorer(doc)
+        auc = tv2.auroc([scorer.score(i.text) for i in items], [i.hard for i in items])
+        if not args.json:
+            print(f"{Path(args.dev).name}: AUROC {auc:.3f} (hard above easy, {len(items)} requests)")
     if not args.json:
         names = ", ".join(t.name for t in tasks)
         queries = sum(len(t.records) for t in tasks)
@@ -244,12 +316,12 @@ def _catalogue(args: argparse.Namespace) -> list[ModelConfig]:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     from router.evaluation import model_matching as catalogue
-    from router.evaluation.calibration import calibrate
+    from router.evaluation.calibration import calibrate, judge_band
     from router.evaluation.data import models_in
     from router.evaluation.report import make_scorer
 
     try:
-        records = load_jsonl(args.data)
+        records = [r for path in args.data for r in load_jsonl(path)]
         models = _catalogue(args)
         matching = catalogue.match(
             models, models_in(records), catalogue.parse_map(args.map), args.strong, args.weak
@@ -264,13 +336,16 @@ def run_calibrate(args: argparse.Namespace) -> int:
     tiers = catalogue.tiers(models, matching.mapping, records, costs)
     scores = [scorer.score(r.text(args.prompt_field)) for r in records]
     plan = calibrate(scores, tiers, args.target_quality)
+    # The judge band sits on the cut in front of the priciest model (or mid-scale with one tier).
+    top_cut = plan.thresholds[-2] if len(plan.thresholds) > 1 and plan.met else 0.5
+    band = judge_band(scores, top_cut, args.judge_share)
     by_name = {m.name: m for m in models}
     updated = [
         by_name[t.name].model_copy(update={"max_complexity": round(th, 6)})
         for t, th in zip(tiers, plan.thresholds, strict=True)
     ]
     doc = {
-        "data": Path(args.data).name,
+        "data": ", ".join(Path(p).name for p in args.data),
         "queries": len(records),
         "classifier": classifier,
         "prompt_field": args.prompt_field,
@@ -290,6 +365,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
         "quality_vs_top": plan.quality / plan.top_quality if plan.top_quality else None,
         "strong_fraction": plan.strong_fraction,
         "saving": plan.saving,
+        "judge": {
+            "JUDGE_LOW": round(band.low, 6),
+            "JUDGE_HIGH": round(band.high, 6),
+            "share": band.fraction,
+            "max_share": args.judge_share,
+        },
         "not_calibrated": matching.unmapped,
         "notes": matching.notes,
     }
@@ -343,6 +424,12 @@ def render_plan(doc: dict[str, Any], top: str) -> str:
         lines.append(
             f"no thresholds reach {target} of {top}'s quality on this data: send everything to {top}"
         )
+    j = doc["judge"]
+    lines.append(
+        f"judge band: JUDGE_LOW={j['JUDGE_LOW']:.4g} JUDGE_HIGH={j['JUDGE_HIGH']:.4g} "
+        f"({100 * j['share']:.1f}% of these requests would ask the judge; "
+        f"at most {100 * j['max_share']:.0f}%)"
+    )
     lines += [f"note: {n}" for n in doc["notes"]]
     if doc["not_calibrated"]:
         lines.append(

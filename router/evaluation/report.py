@@ -11,7 +11,7 @@ from router.classifiers import Scorer, get_scorer
 from router.evaluation import metrics as M
 from router.evaluation.data import Pair, Record, pair
 
-BUILTIN = ("seed", "improved", "learned")
+BUILTIN = ("seed", "improved", "learned", "learned-v2")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +30,23 @@ class Evaluation:
 
 
 def make_scorer(name: str, weights: str | None = None) -> Scorer:
-    """A registry scorer; ``learned`` with ``weights`` loads that file instead of the shipped one."""
-    if name == "learned" and weights:
+    """A registry scorer; ``learned``/``learned-v2`` with ``weights`` load that file instead of the
+    shipped one."""
+    if weights and name in ("learned", "learned-v2") and _is_v2(weights) == (name == "learned-v2"):
+        if name == "learned-v2":
+            from router.classifiers.learned_v2 import LearnedV2Scorer
+
+            return LearnedV2Scorer(weights)
         from router.classifiers.learned import LearnedScorer
 
         return LearnedScorer(weights)
     return get_scorer(name)
+
+
+def _is_v2(path: str) -> bool:
+    """A learned-v2 data file carries a vocabulary; so ``--weights`` goes to the scorer it fits."""
+    with open(path, encoding="utf-8") as fh:
+        return '"vocab"' in fh.read()
 
 
 def evaluate(
