@@ -68,7 +68,7 @@ class Settings(BaseModel):
     CLASSIFIER_TIMEOUT_S: float = Field(3.0, gt=0, le=60)
     JUDGE_ENABLED: bool = True
     JUDGE_LOW: float = Field(
-        0.184866, ge=0, le=1, description="Scores strictly inside (LOW, HIGH) ask the judge."
+        0.184866, ge=0, le=1, description="Scores in [LOW, HIGH] ask the judge (calibrated for learned-v2)."
     )
     JUDGE_HIGH: float = Field(0.234878, ge=0, le=1)
     JUDGE_CACHE_SIZE: int = Field(4096, ge=0, le=1_000_000)
