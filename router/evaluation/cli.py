@@ -7,23 +7,47 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from router.classifiers.learned_v2 import LearnedV2Scorer
 from router.errors import DataError, SettingsError
+from router.evaluation import model_matching as catalogue
+from router.evaluation.calibration import Band, Plan, Tier, calibrate, judge_band
 from router.evaluation.data import (
     DEFAULT_STRONG,
     DEFAULT_WEAK,
     PROMPT_FIELDS,
     fingerprint,
     load_jsonl,
+    models_in,
 )
+from router.evaluation.report import BUILTIN, evaluate, make_scorer, render, summary_json, table, to_json
+from router.models import store as model_store
 from router.models.config import ModelConfig, load_file
+from router.settings import Settings, load_settings
+
+# The training modules (router.evaluation.training, .training_v2) stay imported inside run_train and
+# run_train_v2: they need numpy, a dev-only dependency, and every other command must run without it.
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``eval``, ``classifier train`` and ``calibrate`` on the ``python -m router`` parser."""
+    _add_eval(subparsers)
+    _add_train(subparsers)
+    _add_calibrate(subparsers)
+
+
+def _weights_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--weights",
+        metavar="FILE.json",
+        help="weights for 'learned' or 'learned-v2' (default: the shipped ones)",
+    )
+
+
+def _add_eval(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "eval", help="measure classifiers on a routing-data JSONL file (APGR, CPT, saving)"
     )
@@ -35,14 +59,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     p.add_argument(
         "--target-quality", type=_fraction, default=0.95, help="share of strong quality to keep (0.95)"
     )
-    p.add_argument(
-        "--weights",
-        metavar="FILE.json",
-        help="weights for 'learned' or 'learned-v2' (default: the shipped ones)",
-    )
+    _weights_arg(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run_eval)
 
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c = subparsers.add_parser("classifier", help="train the learned classifiers")
     csub = c.add_subparsers(dest="classifier_command", required=True)
     t = csub.add_parser("train", help="train a learned classifier's weights from routing-data files")
@@ -70,6 +92,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     t.add_argument("--json", action="store_true", help="print the held-out report as JSON")
     t.set_defaults(handler=run_train)
 
+
+def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     k = subparsers.add_parser(
         "calibrate", help="max_complexity thresholds that hit a quality target cheapest"
     )
@@ -88,11 +112,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         help="largest share of requests the suggested JUDGE_LOW..JUDGE_HIGH band may hold (0.15)",
     )
     k.add_argument("--classifier", metavar="NAME", help="default: the CLASSIFIER setting")
-    k.add_argument(
-        "--weights",
-        metavar="FILE.json",
-        help="weights for 'learned' or 'learned-v2' (default: the shipped ones)",
-    )
+    _weights_arg(k)
     k.add_argument(
         "--models", metavar="FILE.json", help="catalogue file (models.sample.json format); default: the table"
     )
@@ -146,8 +166,6 @@ def _dumps(obj: Any) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from router.evaluation.report import BUILTIN, evaluate, render, to_json
-
     classifiers = args.classifier or list(BUILTIN)
     results = []
     try:
@@ -229,8 +247,6 @@ def run_train_v2(args: argparse.Namespace) -> int:
     # Compact: the vocabulary makes this the one large file; sorted keys keep it reproducible.
     out.write_text(json.dumps(doc, separators=(",", ":"), sort_keys=True) + "\n", encoding="utf-8")
     if args.dev:
-        from router.classifiers.learned_v2 import LearnedV2Scorer
-
         items = tv2.load_dev(args.dev)
         scorer = LearnedV2Scorer(doc)
         auc = tv2.auroc([scorer.score(i.text) for i in items], [i.hard for i in items])
@@ -244,8 +260,6 @@ def run_train_v2(args: argparse.Namespace) -> int:
 
 
 def _folds_json(folds: Sequence[Any]) -> list[dict[str, Any]]:
-    from router.evaluation.report import summary_json
-
     return [
         {
             "held_out": f.held_out,
@@ -257,8 +271,6 @@ def _folds_json(folds: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def render_folds(folds: Sequence[Any]) -> str:
-    from router.evaluation.report import table
-
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.1f}%"
 
@@ -295,8 +307,6 @@ def render_folds(folds: Sequence[Any]) -> str:
 
 def _configured_classifier() -> str:
     """The ``CLASSIFIER`` setting, read the way the app reads it (its default if settings are incomplete)."""
-    from router.settings import Settings, load_settings
-
     try:
         return load_settings().CLASSIFIER
     except SettingsError:
@@ -307,19 +317,11 @@ def _configured_classifier() -> str:
 def _catalogue(args: argparse.Namespace) -> list[ModelConfig]:
     if args.models:
         return load_file(args.models)
-    from router.models import store as model_store
-    from router.settings import load_settings
-
     models: list[ModelConfig] = asyncio.run(model_store.read_models(load_settings()))
     return models
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from router.evaluation import model_matching as catalogue
-    from router.evaluation.calibration import calibrate, judge_band
-    from router.evaluation.data import models_in
-    from router.evaluation.report import make_scorer
-
     try:
         records = [r for path in args.data for r in load_jsonl(path)]
         models = _catalogue(args)
@@ -344,9 +346,27 @@ def run_calibrate(args: argparse.Namespace) -> int:
         by_name[t.name].model_copy(update={"max_complexity": round(th, 6)})
         for t, th in zip(tiers, plan.thresholds, strict=True)
     ]
-    doc = {
+    doc = _plan_doc(args, len(records), classifier, costs, matching, tiers, by_name, updated, plan, band)
+    print(_dumps(doc) if args.json else render_plan(doc, tiers[-1].name))
+    return _apply(updated, matching.unmapped, quiet=args.json) if args.apply else 0
+
+
+def _plan_doc(
+    args: argparse.Namespace,
+    queries: int,
+    classifier: str,
+    costs: str,
+    matching: catalogue.Matching,
+    tiers: Sequence[Tier],
+    by_name: Mapping[str, ModelConfig],
+    updated: Sequence[ModelConfig],
+    plan: Plan,
+    band: Band,
+) -> dict[str, Any]:
+    """What ``router calibrate`` reports (``--json``) and ``render_plan`` prints."""
+    return {
         "data": ", ".join(Path(p).name for p in args.data),
-        "queries": len(records),
+        "queries": queries,
         "classifier": classifier,
         "prompt_field": args.prompt_field,
         "target_quality": args.target_quality,
@@ -374,8 +394,6 @@ def run_calibrate(args: argparse.Namespace) -> int:
         "not_calibrated": matching.unmapped,
         "notes": matching.notes,
     }
-    print(_dumps(doc) if args.json else render_plan(doc, tiers[-1].name))
-    return _apply(updated, matching.unmapped, quiet=args.json) if args.apply else 0
 
 
 def _apply(updated: list[ModelConfig], unmapped: list[str], *, quiet: bool) -> int:
@@ -384,9 +402,6 @@ def _apply(updated: list[ModelConfig], unmapped: list[str], *, quiet: bool) -> i
             "not applied: enabled models without data would still take traffic: "
             f"{', '.join(unmapped)} (map them with --map NAME=DATA_MODEL or disable them)"
         )
-    from router.models import store as model_store
-    from router.settings import load_settings
-
     try:
         asyncio.run(model_store.upsert_models(load_settings(), updated))
     except Exception as exc:  # any storage failure is a CLI error, not a traceback
@@ -397,8 +412,6 @@ def _apply(updated: list[ModelConfig], unmapped: list[str], *, quiet: bool) -> i
 
 
 def render_plan(doc: dict[str, Any], top: str) -> str:
-    from router.evaluation.report import table
-
     rows = [
         [
             m["name"],

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from router.classifiers import Scorer, get_scorer
+from router.classifiers.learned import LearnedScorer
+from router.classifiers.learned_v2 import LearnedV2Scorer
 from router.evaluation import metrics as M
 from router.evaluation.data import Pair, Record, pair
 
@@ -34,11 +36,7 @@ def make_scorer(name: str, weights: str | None = None) -> Scorer:
     shipped one."""
     if weights and name in ("learned", "learned-v2") and _is_v2(weights) == (name == "learned-v2"):
         if name == "learned-v2":
-            from router.classifiers.learned_v2 import LearnedV2Scorer
-
             return LearnedV2Scorer(weights)
-        from router.classifiers.learned import LearnedScorer
-
         return LearnedScorer(weights)
     return get_scorer(name)
 

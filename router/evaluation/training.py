@@ -22,9 +22,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router.classifiers.learned import FORMAT
+from router.classifiers import get_scorer
+from router.classifiers.learned import FORMAT, LearnedScorer
 from router.classifiers.textstats import FEATURES, features
-from router.evaluation.data import Record, models_in, resolve_model
+from router.evaluation import metrics
+from router.evaluation.data import Record, models_in, pair, resolve_model
 
 DEFAULT_ALPHA = 30.0
 Matrix = npt.NDArray[np.float64]
@@ -149,11 +151,6 @@ def held_out_folds(
     compare: Sequence[str] = ("seed", "improved"),
 ) -> list[Fold]:
     """Leave each task out in turn: no number here comes from data its model was trained on."""
-    from router.classifiers import get_scorer
-    from router.classifiers.learned import LearnedScorer
-    from router.evaluation import metrics
-    from router.evaluation.data import pair
-
     if len(tasks) < 2:
         raise ValueError("held-out evaluation needs at least two training files")
     folds = []

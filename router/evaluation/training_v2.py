@@ -32,10 +32,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router.classifiers.learned_v2 import FORMAT, longest_piece, token_ids
+from router.classifiers import get_scorer
+from router.classifiers.learned_v2 import FORMAT, LearnedV2Scorer, longest_piece, token_ids
 from router.classifiers.textstats import FEATURES, features
-from router.evaluation.data import DEFAULT_STRONG, DEFAULT_WEAK, Record, models_in, resolve_model
+from router.evaluation import metrics
+from router.evaluation.data import DEFAULT_STRONG, DEFAULT_WEAK, Record, models_in, pair, resolve_model
 from router.evaluation.distil import DEFAULT_OUT
+from router.evaluation.training import premium_split
 
 VECTORS = DEFAULT_OUT  # the distilled token vectors, as shipped
 
@@ -133,8 +136,6 @@ def recipe_for(name: str, records: Sequence[Record], strong: str, weak: str) -> 
     """The file's recipe, else strong/weak with the premium split of the learned (v1) trainer."""
     if name in RECIPES:
         return RECIPES[name]
-    from router.evaluation.training import premium_split
-
     premium, cheap = premium_split(records, strong, weak)
     return Recipe(tuple(premium), tuple(cheap), strong, weak)
 
@@ -346,23 +347,27 @@ def _round(values: Any, digits: int = 5) -> list[float]:
     return [float(f"{v:.{digits}g}") for v in np.asarray(values, dtype=np.float64).ravel()]
 
 
-def train(
+@dataclass(frozen=True, slots=True)
+class _Pooled:
+    """Every training query's features, labels and bookkeeping, stacked over the tasks."""
+
+    sif: Matrix  # per-token SIF weight
+    emb: Matrix  # pooled token vectors
+    stats: Matrix  # text statistics
+    ys: list[Matrix]  # labels, per task
+    y: Matrix  # labels, stacked
+    w: Matrix  # row weights: each group sums to its files' weight
+    group_of: list[str]  # the model-set group of each row
+    source_of: list[str]  # group|task of each row (the unit of within-task centring)
+    names_of: list[str]  # the file of each row
+
+
+def _pool_tasks(
     tasks: Sequence[Task],
     vectors: Vectors,
-    *,
-    field_name: str = "question",
-    alpha: float = DEFAULT_ALPHA,
-    group_weight: Mapping[str, float] | None = None,
-    emb_alpha: float = DEFAULT_EMB_ALPHA,
-    emb_weight: float = DEFAULT_EMB_WEIGHT,
-    residual: bool = True,
-    gate_alpha: float = DEFAULT_GATE_ALPHA,
-    gate_sharpness: float = DEFAULT_GATE_SHARPNESS,
-    hard_boost: float = DEFAULT_HARD_BOOST,
-) -> dict[str, Any]:
-    """The data document for ``LearnedV2Scorer``, trained on every task given."""
-    if not tasks:
-        raise ValueError("need at least one training file")
+    field_name: str,
+    group_weight: Mapping[str, float] | None,
+) -> _Pooled:
     index = vectors.index
     docs = [tokenise(t, index, field_name) for t in tasks]
     weights = sif_weights([ids for d in docs for ids in d], len(vectors.vocab))
@@ -371,64 +376,76 @@ def train(
         for t, d in zip(tasks, docs, strict=True)
     ]
     ys = [labels(t) for t in tasks]
-    pooled_emb = np.vstack([x[:, : vectors.vectors.shape[1]] for x in xs])
-    pooled_stats = np.vstack([x[:, vectors.vectors.shape[1] :] for x in xs])
-    y_all = np.concatenate(ys)
+    dims = vectors.vectors.shape[1]
     group_of = [t.group for t in tasks for _ in t.records]
-    source_of = [t.group + "|" + r.source for t in tasks for r in t.records]
     gsize: dict[str, int] = {}
     for g in group_of:
         gsize[g] = gsize.get(g, 0) + 1
     w_all = np.array(
         [(group_weight or {}).get(t.name, t.recipe.weight) / gsize[t.group] for t in tasks for _ in t.records]
     )
-    # Stage 1, within-task difficulty: text statistics, features and labels centred per task, on
-    # the benchmark files only (in chat logs and the synthetic set, length says little by itself).
+    return _Pooled(
+        sif=weights,
+        emb=np.vstack([x[:, :dims] for x in xs]),
+        stats=np.vstack([x[:, dims:] for x in xs]),
+        ys=ys,
+        y=np.concatenate(ys),
+        w=w_all,
+        group_of=group_of,
+        source_of=[t.group + "|" + r.source for t in tasks for r in t.records],
+        names_of=[t.name for t in tasks for _ in t.records],
+    )
+
+
+def _fit_within_stats(tasks: Sequence[Task], data: _Pooled, alpha: float) -> tuple[Matrix, Matrix, Matrix]:
+    """Stage 1, within-task difficulty: text statistics, features and labels centred per task, on
+    the benchmark files only (in chat logs and the synthetic set, length says little by itself)."""
     bench = np.array([1.0 if t.recipe.within else 0.0 for t in tasks for _ in t.records])
     keep = bench > 0 if bench.any() else np.ones(len(bench), dtype=bool)
-    coef_s, mean_s, scale_s = _ridge(
-        pooled_stats[keep],
-        y_all[keep],
-        w_all[keep],
-        [u for u, k in zip(source_of, keep, strict=True) if k],
+    return _ridge(
+        data.stats[keep],
+        data.y[keep],
+        data.w[keep],
+        [u for u, k in zip(data.source_of, keep, strict=True) if k],
         alpha,
     )
-    # Stage 2, what kind of request it is: embeddings against each task's mean gain (between-task
-    # only: within one benchmark the embedding picks up topic noise that does not transfer),
-    # except for files of mixed everyday requests (chat, synthetic), whose items each are a kind.
+
+
+def _between_task_target(
+    tasks: Sequence[Task], data: _Pooled, stats_fit: tuple[Matrix, Matrix, Matrix], residual: bool
+) -> Matrix:
+    """Stage 2's target, what kind of request it is: each task's mean gain (between-task only:
+    within one benchmark the embedding picks up topic noise that does not transfer), except for
+    files of mixed everyday requests (chat, synthetic), whose items each are a kind."""
     item_level = {t.name for t in tasks if t.recipe.item_level}
-    target = y_all.copy()
-    names_of = [t.name for t in tasks for _ in t.records]
+    target = data.y.copy()
     by_source: dict[str, list[int]] = {}
-    for i, src in enumerate(source_of):
+    for i, src in enumerate(data.source_of):
         by_source.setdefault(src, []).append(i)
     for members in by_source.values():
         idx = np.array(members)
-        if names_of[members[0]] not in item_level:
-            target[idx] = np.average(y_all[idx], weights=w_all[idx])
-    if residual:
-        # What the statistics part already says about a query's kind (its level is a by-product of
-        # within-task fitting: a long everyday paste looks "hard") is taken out of the target, so
-        # the embedding learns to correct it.
-        # A benchmark task's rows have one target, so they lose the task's mean statistics score
-        # (not each row's, which would teach the embedding to undo the within-task signal).
-        stats_z = ((pooled_stats - mean_s) / scale_s) @ coef_s
-        for members in by_source.values():
-            idx = np.array(members)
-            if names_of[members[0]] not in item_level:
-                stats_z[idx] = np.average(stats_z[idx], weights=w_all[idx])
-        target = target - stats_z
-    coef_e, mean_e, scale_e = _ridge(pooled_emb, target, w_all, group_of, emb_alpha)
-    coef = np.concatenate([emb_weight * coef_e, coef_s])
-    mean = np.concatenate([mean_e, mean_s])
-    scale = np.concatenate([scale_e, scale_s])
-    pooled = np.hstack([pooled_emb, pooled_stats])
-    dims = vectors.vectors.shape[1]
-    a = coef / scale  # raw-feature coefficients
-    intercept = -float(a @ mean)
-    token_value = vectors.vectors @ a[:dims]
-    z_all = pooled @ a + intercept
-    # Calibrate on RouterBench's own pair when present: P(GPT-4 correct and Mixtral wrong).
+        if data.names_of[members[0]] not in item_level:
+            target[idx] = np.average(data.y[idx], weights=data.w[idx])
+    if not residual:
+        return target
+    # What the statistics part already says about a query's kind (its level is a by-product of
+    # within-task fitting: a long everyday paste looks "hard") is taken out of the target, so
+    # the embedding learns to correct it.
+    # A benchmark task's rows have one target, so they lose the task's mean statistics score
+    # (not each row's, which would teach the embedding to undo the within-task signal).
+    coef_s, mean_s, scale_s = stats_fit
+    stats_z = ((data.stats - mean_s) / scale_s) @ coef_s
+    for members in by_source.values():
+        idx = np.array(members)
+        if data.names_of[members[0]] not in item_level:
+            stats_z[idx] = np.average(stats_z[idx], weights=data.w[idx])
+    out: Matrix = target - stats_z
+    return out
+
+
+def _calibration(tasks: Sequence[Task], z_all: Matrix) -> tuple[float, float]:
+    """Platt slope and offset on RouterBench's own pair when present: P(GPT-4 correct and Mixtral
+    wrong); without a RouterBench file, a percentile-like scale over the training queries."""
     cal_z: list[Matrix] = []
     cal_y: list[Matrix] = []
     cal_g: list[str] = []
@@ -449,37 +466,83 @@ def train(
             )
         offset += n
     if cal_z:
-        slope, off = platt(np.concatenate(cal_z), np.concatenate(cal_y), cal_g)
-    else:  # no RouterBench file: a percentile-like scale over the training queries
-        slope, off = 1.0 / float(z_all.std() or 1.0), -float(z_all.mean()) / float(z_all.std() or 1.0)
-    gate = _train_gate(tasks, pooled, ys, gate_alpha, gate_sharpness, "trivial")
-    hard = _train_gate(tasks, pooled, ys, gate_alpha, gate_sharpness, "hard")
+        return platt(np.concatenate(cal_z), np.concatenate(cal_y), cal_g)
+    sd = float(z_all.std() or 1.0)
+    return 1.0 / sd, -float(z_all.mean()) / sd
+
+
+def _gate_doc(gate: tuple[Matrix, float] | None, vectors: Vectors, **extra: float) -> dict[str, Any] | None:
+    if gate is None:
+        return None
+    dims = vectors.vectors.shape[1]
+    return {
+        "token_value": _round(vectors.vectors @ gate[0][:dims], 5),
+        "stat_coef": _round(gate[0][dims:], 6),
+        "intercept": _round([gate[1]], 8)[0],
+        **extra,
+    }
+
+
+def train(
+    tasks: Sequence[Task],
+    vectors: Vectors,
+    *,
+    field_name: str = "question",
+    alpha: float = DEFAULT_ALPHA,
+    group_weight: Mapping[str, float] | None = None,
+    emb_alpha: float = DEFAULT_EMB_ALPHA,
+    emb_weight: float = DEFAULT_EMB_WEIGHT,
+    residual: bool = True,
+    gate_alpha: float = DEFAULT_GATE_ALPHA,
+    gate_sharpness: float = DEFAULT_GATE_SHARPNESS,
+    hard_boost: float = DEFAULT_HARD_BOOST,
+) -> dict[str, Any]:
+    """The data document for ``LearnedV2Scorer``, trained on every task given."""
+    if not tasks:
+        raise ValueError("need at least one training file")
+    data = _pool_tasks(tasks, vectors, field_name, group_weight)
+    stats_fit = _fit_within_stats(tasks, data, alpha)
+    target = _between_task_target(tasks, data, stats_fit, residual)
+    coef_e, mean_e, scale_e = _ridge(data.emb, target, data.w, data.group_of, emb_alpha)
+    coef_s, mean_s, scale_s = stats_fit
+    coef = np.concatenate([emb_weight * coef_e, coef_s])
+    mean = np.concatenate([mean_e, mean_s])
+    scale = np.concatenate([scale_e, scale_s])
+    pooled = np.hstack([data.emb, data.stats])
+    a = coef / scale  # raw-feature coefficients
+    intercept = -float(a @ mean)
+    slope, off = _calibration(tasks, pooled @ a + intercept)
+    gate = _train_gate(tasks, pooled, data.ys, gate_alpha, gate_sharpness, "trivial")
+    hard = _train_gate(tasks, pooled, data.ys, gate_alpha, gate_sharpness, "hard")
+    return _document(tasks, vectors, data.sif, a, intercept, (slope, off), field_name, alpha) | {
+        "gate": _gate_doc(gate, vectors),
+        "hard_gate": _gate_doc(hard, vectors, boost=hard_boost),
+    }
+
+
+def _document(
+    tasks: Sequence[Task],
+    vectors: Vectors,
+    sif: Matrix,
+    a: Matrix,
+    intercept: float,
+    calibration: tuple[float, float],
+    field_name: str,
+    alpha: float,
+) -> dict[str, Any]:
+    """The shipped data document, its numbers rounded so that retraining gives the same bytes."""
+    dims = vectors.vectors.shape[1]
     return {
         "format": FORMAT,
         "features": list(FEATURES),
         "vocab": vectors.vocab,
-        "token_weight": _round(weights, 4),
-        "token_value": _round(token_value, 5),
+        "token_weight": _round(sif, 4),
+        "token_value": _round(vectors.vectors @ a[:dims], 5),
         "stat_coef": _round(a[dims:], 6),
         "intercept": _round([intercept], 8)[0],
-        "gate": None
-        if gate is None
-        else {
-            "token_value": _round(vectors.vectors @ gate[0][:dims], 5),
-            "stat_coef": _round(gate[0][dims:], 6),
-            "intercept": _round([gate[1]], 8)[0],
-        },
-        "hard_gate": None
-        if hard is None
-        else {
-            "token_value": _round(vectors.vectors @ hard[0][:dims], 5),
-            "stat_coef": _round(hard[0][dims:], 6),
-            "intercept": _round([hard[1]], 8)[0],
-            "boost": hard_boost,
-        },
         "calibration": {
-            "slope": _round([slope], 8)[0],
-            "offset": _round([off], 8)[0],
+            "slope": _round([calibration[0]], 8)[0],
+            "offset": _round([calibration[1]], 8)[0],
             "meaning": "P(strong strictly better), RouterBench gpt-4-1106-preview vs mixtral-8x7b-chat",
         },
         "trained": {
@@ -520,11 +583,6 @@ def held_out_folds(
 ) -> list[Fold]:
     """Leave each file out in turn (``evaluate``: which ones; default all) and score it with a model
     trained on the others; the file's own recipe pair gives the APGR."""
-    from router.classifiers import get_scorer
-    from router.classifiers.learned_v2 import LearnedV2Scorer
-    from router.evaluation import metrics
-    from router.evaluation.data import pair
-
     folds = []
     others = {name: get_scorer(name) for name in compare}
     for test in tasks:
