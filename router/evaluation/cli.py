@@ -20,6 +20,7 @@ from router.evaluation.data import (
     load_jsonl,
 )
 from router.models.config import ModelConfig, load_file
+from router.quality import cli as quality_cli
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -76,9 +77,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     k.add_argument(
         "--data",
         nargs="+",
-        required=True,
         metavar="FILE.jsonl",
-        help="one or more files with the same models",
+        help="one or more files with the same models (required unless --from-quality)",
     )
     k.add_argument("--target-quality", type=_fraction, default=0.95)
     k.add_argument(
@@ -112,6 +112,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     _pair_args(k)
     k.add_argument("--apply", action="store_true", help="write the thresholds to the models table")
     k.add_argument("--json", action="store_true")
+    quality_cli.add_calibrate_args(k)
     k.set_defaults(handler=run_calibrate)
 
 
@@ -315,6 +316,10 @@ def _catalogue(args: argparse.Namespace) -> list[ModelConfig]:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
+    if args.from_quality:
+        return quality_cli.run_calibrate(args)
+    if not args.data:
+        return _fail("give --data FILE.jsonl, or --from-quality")
     from router.evaluation import model_matching as catalogue
     from router.evaluation.calibration import calibrate, judge_band
     from router.evaluation.data import models_in
