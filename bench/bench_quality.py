@@ -62,6 +62,7 @@ async def run(sim: Simulator, sim_url: str, azurite: Azurite, long_answers: bool
         QUALITY_SAMPLE_RATE=1.0,
         QUALITY_MAX_USD_PER_DAY=None,
         JUDGE_ENABLED=False,
+        ALLOW_LOOPBACK_ENDPOINTS=True,
         MODELS_TABLE=f"qbmodels{int(long_answers)}{int(time.time())}",
         COSTS_TABLE=f"qbcosts{int(time.time())}",
         QUALITY_TABLE=f"qbquality{int(long_answers)}{int(time.time())}",
