@@ -3,8 +3,10 @@
 The decision (``consider``) is memory only: the rate, the routed model against the most capable one,
 the health of the baseline and the judge, this instance's samples in flight and the daily budget. What
 it returns is a Starlette background hook (``Later``) that the response runs after its last byte is
-sent; the hook only *schedules* the comparison as a detached task and returns, so neither uvicorn nor
-``func.AsgiFunctionApp`` (which awaits the whole ASGI call) makes the caller wait for it. The shadow and
+sent; the hook only hands the sample to ``AfterResponse``, the outermost middleware, which starts it as
+a detached task once the request's whole ASGI call has returned. Nothing the sample does is awaited by
+the request, so no host (uvicorn, the Functions relay, which ends a response when the ASGI call returns,
+or ``func.AsgiFunctionApp``, which awaits the whole call) makes the caller wait for it. The shadow and
 judge calls never touch the caller's body, latency or cost record; their spend goes to the quality table.
 """
 
@@ -15,10 +17,14 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router.pipeline import pricing
 from router.pipeline.route import most_capable
@@ -40,6 +46,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("router.quality")
 
 JUDGE_PARAMS: dict[str, Any] = {"max_tokens": 4, "temperature": 0}
+# A sample waits this long after the request's ASGI call returned before its first call: the host's own
+# end of the response (the Functions relay's end of stream) takes a few loop turns more, and goes first.
+START_DELAY_S = 0.05
 # Parameters that shape the transport, not the answer: a shadow call is never streamed.
 _NOT_FORWARDED = ("stream", "stream_options", "messages", "model")
 
@@ -112,6 +121,32 @@ def sample_entity(sample: Sample, c: Comparison, *, store_text: bool, now: float
     return entity
 
 
+# The samples the current request asked for, started when its ASGI call returns (``AfterResponse``).
+_deferred: ContextVar[list[Callable[[], None]] | None] = ContextVar("quality_deferred", default=None)
+
+
+class AfterResponse:
+    """Outermost ASGI middleware: a sample asked for during a request starts only when the request's whole
+    ASGI call has returned, i.e. after its last byte was sent and after whatever the request itself
+    still awaited (the Functions host awaits the request's cost records, ``COST_AWAIT_MS``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        pending: list[Callable[[], None]] = []
+        token = _deferred.set(pending)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _deferred.reset(token)
+            for start in pending:
+                start()
+
+
 class Later(BackgroundTask):
     """The response's background hook: schedules the comparison and returns at once. A stream fills in
     its answer when the relay ends (``answered``); one that did not end cleanly is not sampled."""
@@ -133,8 +168,13 @@ class Later(BackgroundTask):
             self.answered(text, cost)
 
     async def _launch(self) -> None:
-        if self.ready:
+        if not self.ready:
+            return
+        pending = _deferred.get()
+        if pending is None:  # no AfterResponse around this app: the response is sent, start now
             self.sampler.launch(self.sample)
+        else:
+            pending.append(partial(self.sampler.launch, self.sample))
 
 
 class QualitySampler:
@@ -203,6 +243,7 @@ class QualitySampler:
 
     async def _run(self, sample: Sample) -> None:
         try:
+            await asyncio.sleep(START_DELAY_S)
             comparison = await self.compare(sample)
             entity = sample_entity(sample, comparison, store_text=self.settings.QUALITY_STORE_TEXT,
                                    now=time.time())  # fmt: skip
