@@ -58,7 +58,6 @@ async def run(sim: Simulator, sim_url: str, azurite: Azurite, long_answers: bool
     settings = Settings(
         AZURE_OPENAI_ENDPOINT=sim_url,
         TABLES_CONNECTION_STRING=azurite.connection_string,
-        CLASSIFIER="learned",
         QUALITY_SAMPLE_RATE=1.0,
         QUALITY_MAX_USD_PER_DAY=None,
         JUDGE_ENABLED=False,
