@@ -113,7 +113,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     k.add_argument("--apply", action="store_true", help="write the thresholds to the models table")
     k.add_argument("--json", action="store_true")
     quality_cli.add_calibrate_args(k)
-    k.set_defaults(handler=run_calibrate)
+    k.set_defaults(handler=quality_cli.or_from_quality(run_calibrate))
 
 
 def _fraction(value: str) -> float:
@@ -316,10 +316,6 @@ def _catalogue(args: argparse.Namespace) -> list[ModelConfig]:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    if args.from_quality:
-        return quality_cli.run_calibrate(args)
-    if not args.data:
-        return _fail("give --data FILE.jsonl, or --from-quality")
     from router.evaluation import model_matching as catalogue
     from router.evaluation.calibration import calibrate, judge_band
     from router.evaluation.data import models_in

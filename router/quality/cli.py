@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,22 @@ def add_calibrate_args(parser: argparse.ArgumentParser) -> None:
         help="calibrate on the quality samples (target = win-or-tie rate to keep) instead of --data",
     )  # fmt: skip
     _range_args(parser)
+
+
+def or_from_quality(
+    run_from_data: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """The ``calibrate`` handler: from the quality samples with ``--from-quality``, else from ``--data``."""
+
+    def handler(args: argparse.Namespace) -> int:
+        if args.from_quality:
+            return run_calibrate(args)
+        if not args.data:
+            print("error: give --data FILE.jsonl, or --from-quality", file=sys.stderr)
+            return 2
+        return run_from_data(args)
+
+    return handler
 
 
 def _range_args(parser: argparse.ArgumentParser) -> None:
