@@ -53,6 +53,11 @@ param healthTableName string = 'health'
 @maxLength(63)
 param costsRollupTableName string = 'costsdaily'
 
+@description('Table holding quality samples: shadow comparisons with the baseline (QUALITY_TABLE).')
+@minLength(3)
+@maxLength(63)
+param qualityTableName string = 'quality'
+
 @description('Azure OpenAI data-plane API version the router calls (AZURE_OPENAI_API_VERSION).')
 param openAiApiVersion string = '2024-10-21'
 
@@ -144,6 +149,7 @@ module storage 'modules/storage.bicep' = {
       costsTableName
       healthTableName
       costsRollupTableName
+      qualityTableName
     ]
   }
 }
@@ -184,6 +190,7 @@ module functionApp 'modules/function-app.bicep' = {
         COSTS_TABLE: costsTableName
         HEALTH_TABLE: healthTableName
         COSTS_ROLLUP_TABLE: costsRollupTableName
+        QUALITY_TABLE: qualityTableName
         AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
         // The app's token goes to this deployment's account only (README, Security): its host, as the suffix.
         ALLOWED_ENDPOINT_SUFFIXES: '.${split(openAi.outputs.endpoint, '/')[2]}'
@@ -208,6 +215,7 @@ module rbac 'modules/rbac.bicep' = {
       costsTableName
       healthTableName
       costsRollupTableName
+      qualityTableName
     ]
     appPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
@@ -228,5 +236,6 @@ output MODELS_TABLE string = modelsTableName
 output COSTS_TABLE string = costsTableName
 output HEALTH_TABLE string = healthTableName
 output COSTS_ROLLUP_TABLE string = costsRollupTableName
+output QUALITY_TABLE string = qualityTableName
 @description('The deployments parameter as JSON; the postprovision hook builds the catalogue from it.')
 output AZURE_OPENAI_DEPLOYMENTS string = string(deployments)

@@ -15,6 +15,7 @@ from router.evaluation import cli as evaluation_cli
 from router.logs import configure_logging
 from router.models.config import cheapest_first, load_file
 from router.models.store import read_models, upsert_models
+from router.quality import cli as quality_cli
 from router.reports import cli as reports_cli
 from router.settings import Settings, load_settings
 from router.terminal import printable
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Subcommands that live with their feature.
     evaluation_cli.add_commands(sub)
     reports_cli.add_commands(sub)
+    quality_cli.add_commands(sub)
     return parser
 
 

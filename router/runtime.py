@@ -21,6 +21,8 @@ from router.models.catalog import ModelCatalog
 from router.models.config import ModelConfig
 from router.models.store import read_table
 from router.pipeline.service import RouterService
+from router.quality.sampler import QualitySampler
+from router.quality.store import day_total_usd
 from router.settings import Settings, load_settings
 from router.tables import create_service_client, ensure_table
 from router.upstream import create_upstream
@@ -59,6 +61,7 @@ class Runtime:
         self._tables: TableServiceClient | None = None
         self._table_clients: dict[str, TableClient] = {}
         self._service: RouterService | None = None
+        self._sampler: QualitySampler | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -102,6 +105,13 @@ class Runtime:
     def built_service(self) -> RouterService | None:
         return self._service
 
+    @property
+    def sampler(self) -> QualitySampler:
+        """The quality sampler, built with the service (``await service()`` first)."""
+        if self._sampler is None:
+            raise RuntimeError("the service is not built yet")
+        return self._sampler
+
     # -- what the service reads and writes -------------------------------------------------------
     async def _load_models(self) -> list[ModelConfig]:
         return await read_table(
@@ -128,7 +138,25 @@ class Runtime:
         table = await self._cached_table(self.settings.HEALTH_TABLE)
         return await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
+    async def _write_quality(self, entity: dict[str, Any]) -> object:
+        from azure.data.tables import UpdateMode
+
+        table = await self._cached_table(self.settings.QUALITY_TABLE)
+        return await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    async def _quality_day_total(self, day: str) -> float:
+        return await day_total_usd(await self._cached_table(self.settings.QUALITY_TABLE), day)
+
     def _build(self) -> RouterService:
+        service = self._build_service()
+        scorer = service.scorer.name or service.scorer.kind
+        self._sampler = QualitySampler(
+            self.settings, service.clients, service.health, scorer,
+            writer=self._write_quality, day_total=self._quality_day_total,
+        )  # fmt: skip
+        return service
+
+    def _build_service(self) -> RouterService:
         s = self.settings
         background = s.COST_WRITE_MODE == "background"
         return RouterService(
@@ -157,6 +185,9 @@ class Runtime:
 
     async def close(self) -> None:
         service, self._service = self._service, None
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            await sampler.drain()
         if service is not None:
             # Bounded: whatever the drain could not store is in the log, for `costs replay`.
             await service.recorder.drain(self.settings.COST_DRAIN_S)

@@ -148,6 +148,19 @@ class Settings(BaseModel):
         50.0, ge=0, le=10_000, description="Background mode: how long records gather into one batch write."
     )
 
+    # Quality: sampled shadow comparisons against the most capable model (router.quality)
+    QUALITY_SAMPLE_RATE: float = Field(
+        0.0, ge=0, le=1, description="Share of eligible calls also answered by the baseline and judged."
+    )
+    QUALITY_JUDGE_MODEL: str | None = Field(None, description="Pairwise judge; default the most capable.")
+    QUALITY_TABLE: Annotated[str, Field(pattern=_TABLE_NAME)] = "quality"
+    QUALITY_STORE_TEXT: bool = Field(False, description="Keep prompts and answers (needed for export).")
+    QUALITY_MAX_USD_PER_DAY: float | None = Field(
+        1.0,
+        ge=0,
+        description="Shadow + judge spend per UTC day across instances (approximate); unset = none.",
+    )
+
     @field_validator("AZURE_OPENAI_ENDPOINT", "TABLES_ENDPOINT")
     @classmethod
     def _empty_url_is_unset(cls, v: str | None) -> str | None:
@@ -165,10 +178,15 @@ class Settings(BaseModel):
             raise ValueError(f"unknown classifier; choose one of {', '.join(names())}")
         return v
 
-    @field_validator("AZURE_CLIENT_ID", "TABLES_CONNECTION_STRING", "CLASSIFIER_MODEL")
+    @field_validator("AZURE_CLIENT_ID", "TABLES_CONNECTION_STRING", "CLASSIFIER_MODEL", "QUALITY_JUDGE_MODEL")
     @classmethod
     def _empty_is_unset(cls, v: str | None) -> str | None:
         return v or None
+
+    @field_validator("QUALITY_MAX_USD_PER_DAY", mode="before")
+    @classmethod
+    def _empty_cap_is_none(cls, v: object) -> object:
+        return None if v == "" else v
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

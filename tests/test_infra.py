@@ -129,7 +129,7 @@ PENDING_SETTINGS = {"HEALTH_TABLE": "health"}
 # Settings the deployed app must get even though Settings gives them a default or None.
 DEPLOYED_SETTINGS = _words(
     """AZURE_CLIENT_ID TABLES_ENDPOINT AZURE_OPENAI_ENDPOINT AZURE_OPENAI_API_VERSION MODELS_TABLE COSTS_TABLE
-    HEALTH_TABLE COSTS_ROLLUP_TABLE CLASSIFIER_MODEL ALLOWED_ENDPOINT_SUFFIXES"""
+    HEALTH_TABLE COSTS_ROLLUP_TABLE QUALITY_TABLE CLASSIFIER_MODEL ALLOWED_ENDPOINT_SUFFIXES"""
 )
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 RESOURCE_TYPE = re.compile(
@@ -1439,8 +1439,8 @@ BROKEN = {
     ),
     "table not created": (
         "main.bicep",
-        "      healthTableName\n      costsRollupTableName\n    ]\n  }\n}",
-        "      costsRollupTableName\n    ]\n  }\n}",
+        "      healthTableName\n      costsRollupTableName\n      qualityTableName\n    ]\n  }\n}",
+        "      costsRollupTableName\n      qualityTableName\n    ]\n  }\n}",
         "healthTableName is not created",
     ),
     "token allowed beyond the deployed account": (

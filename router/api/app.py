@@ -16,6 +16,8 @@ from router.api.middleware import AwaitCostRecords, EdgeMiddleware
 from router.api.schemas import RouteRequest
 from router.chat import api as chat_api
 from router.chat.schemas import ChatCompletionRequest
+from router.quality import api as quality_api
+from router.quality.sampler import AfterResponse
 from router.reports import api as reports_api
 from router.runtime import Runtime
 
@@ -49,10 +51,12 @@ def create_app(runtime: Runtime | None = None, *, functions_host: bool = False) 
     app.include_router(core.build_router(runtime))
     app.include_router(chat_api.build_router(runtime))
     app.include_router(reports_api.build_router(runtime))
+    app.include_router(quality_api.build_router(runtime))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.MAX_BODY_BYTES)
     if functions_host and settings.COST_AWAIT_MS > 0:
         app.add_middleware(AwaitCostRecords, budget_s=settings.COST_AWAIT_MS / 1000)
+    app.add_middleware(AfterResponse)  # outermost: quality samples start once the whole call has returned
     return app
 
 

@@ -27,6 +27,7 @@ from router.api.schemas import (
 
 if TYPE_CHECKING:
     from router.pipeline.service import RouteResult
+    from router.quality.sampler import Later
     from router.runtime import Runtime
 
 log = logging.getLogger("router.api")
@@ -67,6 +68,19 @@ def _log_route(rid: str, result: RouteResult, query: str | None) -> None:
         log.info(line + " query=%r", *args, query)
 
 
+def _quality_sample(runtime: Runtime, result: RouteResult, rid: str, query: str) -> Later | None:
+    """Whether this call is also compared with the baseline, after its response (router.quality)."""
+    if runtime.settings.QUALITY_SAMPLE_RATE <= 0:
+        return None
+    messages = [{"role": "user", "content": query}]
+    later = runtime.sampler.consider(
+        result.plan, result.model, request_id=rid, api="route", prompt=query, messages=messages
+    )
+    if later is not None:
+        later.answered(result.text, result.cost_usd)
+    return later
+
+
 def build_router(runtime: Runtime) -> APIRouter:
     api = APIRouter()
     log_prompts = runtime.settings.LOG_PROMPTS
@@ -80,12 +94,10 @@ def build_router(runtime: Runtime) -> APIRouter:
         service = await runtime.service()
         result = await service.route(body.query, body.to_constraints(), rid, body.allow_outside_constraints)
         _log_route(rid, result, body.query if log_prompts else None)
-        # Built from typed values: serialised once here, not re-validated by FastAPI.
-        return Response(
-            route_response(result, rid).model_dump_json(),
-            media_type="application/json",
-            headers={"x-router-scorer": result.classification.scorer},
-        )
+        payload = route_response(result, rid).model_dump_json()  # typed: serialised once, not re-validated
+        later = _quality_sample(runtime, result, rid, body.query)
+        headers = {"x-router-scorer": result.classification.scorer}
+        return Response(payload, media_type="application/json", headers=headers, background=later)
 
     @api.post(
         "/api/decide", response_model=DecideResponse, responses=ERRORS, openapi_extra=json_body(RouteRequest)

@@ -18,6 +18,7 @@ from router.chat.stream import StreamCall, relay
 from router.errors import RouterError
 from router.pipeline.plan import PlanRequest
 from router.pipeline.record import Outcome
+from router.upstream.protocol import completion_from
 from router.upstream.usage import TokenUsage, read_usage, reply_chars
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from router.pipeline.execute import Deadline, Execution
     from router.pipeline.plan import Plan
     from router.pipeline.service import RouterService
+    from router.quality.sampler import Later
     from router.runtime import Runtime
     from router.settings import Settings
 
@@ -110,6 +112,17 @@ def _router_headers(model: str, classification: Classification, cost: float | No
     return headers
 
 
+def _quality_sample(
+    runtime: Runtime, plan: Plan, model: ModelConfig, rid: str, body: dict[str, Any]
+) -> Later | None:
+    """Whether this call is also compared with the baseline, after its response (router.quality)."""
+    if runtime.settings.QUALITY_SAMPLE_RATE <= 0:
+        return None  # the default: not even the routing text is rebuilt
+    messages = body["messages"]
+    return runtime.sampler.consider(plan, model, request_id=rid, api="chat", prompt=routing_text(messages),
+                                    messages=messages, params=body)  # fmt: skip
+
+
 def build_router(runtime: Runtime) -> APIRouter:
     api = APIRouter(prefix="/api/v1")
 
@@ -143,17 +156,22 @@ def build_router(runtime: Runtime) -> APIRouter:
         bound = _output_bound(body, prompt_estimate, service.settings)
         execution = await service.execute(plan, call, deadline, request_id=rid, api="chat", too_large=bound)
         extra = {DROPPED_PARAMS_HEADER: ",".join(dropped)} if dropped else {}
+        later = _quality_sample(runtime, plan, execution.model, rid, body)
         if req.stream:
             stream = StreamCall(
                 service=service, plan=plan, model=execution.model, request_id=rid, deadline=deadline,
                 failed=execution.failed, prompt_tokens_estimate=prompt_estimate,
                 caller_wants_usage=bool(req.stream_options and req.stream_options.include_usage),
                 idle_timeout_s=service.settings.STREAM_IDLE_TIMEOUT_S,
+                on_end=later.stream_ended if later is not None else None,
             )  # fmt: skip
             headers = {**_router_headers(execution.model.name, plan.classification, None), **extra}
-            return StreamingResponse(relay(execution.result, stream), media_type="text/event-stream",
-                                     headers={**headers, "cache-control": "no-cache"})  # fmt: skip
-        reply = JsonReply(rid, deadline, prompt_estimate, extra)
+            headers["cache-control"] = "no-cache"
+            events = relay(execution.result, stream)
+            return StreamingResponse(
+                events, media_type="text/event-stream", headers=headers, background=later
+            )
+        reply = JsonReply(rid, deadline, prompt_estimate, extra, later)
         return await _json_reply(service, plan, execution, reply)
 
     return api
@@ -167,6 +185,7 @@ class JsonReply:
     deadline: Deadline
     prompt_estimate: int
     headers: dict[str, str]
+    later: Later | None = None  # a quality sample, compared after the response is sent
 
 
 async def _json_reply(
@@ -187,4 +206,6 @@ async def _json_reply(
         )  # fmt: skip
         rec = await service.record(plan, outcome)
     headers = {**_router_headers(model.name, plan.classification, rec.cost_usd), **reply.headers}
-    return JSONResponse(payload, headers=headers)
+    if reply.later is not None:
+        reply.later.answered(completion_from(payload, []).text, rec.cost_usd)
+    return JSONResponse(payload, headers=headers, background=reply.later)

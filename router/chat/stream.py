@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ class StreamCall:
     prompt_tokens_estimate: int
     caller_wants_usage: bool
     idle_timeout_s: float
+    on_end: Callable[[Outcome, str], None] | None = None  # the quality sampler, given the assembled text
 
 
 class StreamStopped(Exception):
@@ -117,10 +118,13 @@ async def relay(upstream: SSEStream, call: StreamCall) -> AsyncIterator[bytes]:
     upstream response is closed in its own ``finally`` after it, so neither can skip the other."""
     progress = _Progress()
     error_code: str | None = "client_disconnected"
+    texts: list[str] = []
     try:
         try:
             while (chunk := await _next(upstream, call)) is not None:
                 progress.see(chunk)
+                if call.on_end is not None:
+                    texts.append(_first_choice_text(chunk))
                 if (out := _outgoing(chunk, call)) is not None:
                     yield _sse(out)
             if not progress.complete(upstream.done):
@@ -138,12 +142,23 @@ async def relay(upstream: SSEStream, call: StreamCall) -> AsyncIterator[bytes]:
             log.warning("stream from %s failed: %s", call.model.name, error_code)
             yield _error_event(error_code, f"upstream stream failed ({error_code})")
         finally:
-            _record(call, progress, error_code)
+            outcome = _record(call, progress, error_code)
+            if call.on_end is not None and outcome is not None:
+                call.on_end(outcome, "".join(texts))
     finally:
         _close(upstream)
 
 
-def _record(call: StreamCall, progress: _Progress, error_code: str | None) -> None:
+def _first_choice_text(chunk: dict[str, Any]) -> str:
+    """The text content of choice 0's delta in one chunk (what the quality sampler compares)."""
+    for choice in chunk.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            content = (choice.get("delta") or {}).get("content")
+            return content if isinstance(content, str) else ""
+    return ""
+
+
+def _record(call: StreamCall, progress: _Progress, error_code: str | None) -> Outcome | None:
     """Submit the stream's record: the upstream's usage where valid, else estimated and flagged."""
     try:
         usage = read_usage(progress.usage, call.prompt_tokens_estimate, progress.chars)
@@ -153,8 +168,10 @@ def _record(call: StreamCall, progress: _Progress, error_code: str | None) -> No
             error_code=error_code, usage_estimated=usage.estimated,
         )  # fmt: skip
         call.service.submit(call.plan, outcome)  # no await: this may run in a cancelled task
+        return outcome
     except Exception:  # a bug here must not stop the upstream being closed; say so loudly
         log.exception("could not record the stream of request %s", call.request_id)
+        return None
 
 
 def _close(upstream: SSEStream) -> None:

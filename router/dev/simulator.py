@@ -11,6 +11,7 @@ import asyncio
 import json
 import math
 import random
+import re
 import time
 import uuid
 from collections import defaultdict, deque
@@ -54,6 +55,7 @@ class SeenRequest:
     api_version: str | None
     authorization: str | None
     body: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)  # arrival (tests order calls against responses)
 
 
 def estimate_tokens(text: str) -> int:
@@ -179,6 +181,10 @@ class Simulator:
     def _default_answer(deployment: str, messages: list[dict[str, Any]]) -> str:
         system = next((_message_text(m) for m in messages if m.get("role") == "system"), "")
         last = next((_message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+        if "compare two answers" in system:
+            # A plausible pairwise judge: the longer answer wins, equal lengths tie. Deterministic.
+            a, b = (_block(last, f"answer_{x}") for x in "ab")
+            return "A" if len(a) > len(b) else "B" if len(b) > len(a) else "TIE"
         if "rate how hard" in system:
             # A plausible judge: longer, code-bearing requests are harder. Deterministic.
             score = min(1.0, 0.2 + len(last) / 2000 + (0.3 if "```" in last or "def " in last else 0.0))
@@ -194,6 +200,12 @@ class Simulator:
 async def _pieces(pieces: Any) -> AsyncIterator[bytes]:
     for piece in pieces:
         yield piece
+
+
+def _block(text: str, name: str) -> str:
+    """The text of the ``<name-token>`` … ``</name-token>`` block of a judge prompt (empty if none)."""
+    match = re.search(rf"<{name}-([0-9a-f]+)>\n(.*?)\n</{name}-\1>", text, re.S)
+    return match.group(2) if match else ""
 
 
 async def _stream(

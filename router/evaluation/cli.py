@@ -26,6 +26,7 @@ from router.evaluation.data import (
 from router.evaluation.report import BUILTIN, evaluate, make_scorer, render, summary_json, table, to_json
 from router.models import store as model_store
 from router.models.config import ModelConfig, load_file
+from router.quality import cli as quality_cli
 from router.settings import Settings, load_settings
 
 # The training modules (router.evaluation.training, .training_v2) stay imported inside run_train and
@@ -100,9 +101,8 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     k.add_argument(
         "--data",
         nargs="+",
-        required=True,
         metavar="FILE.jsonl",
-        help="one or more files with the same models",
+        help="one or more files with the same models (required unless --from-quality)",
     )
     k.add_argument("--target-quality", type=_fraction, default=0.95)
     k.add_argument(
@@ -132,7 +132,8 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     _pair_args(k)
     k.add_argument("--apply", action="store_true", help="write the thresholds to the models table")
     k.add_argument("--json", action="store_true")
-    k.set_defaults(handler=run_calibrate)
+    quality_cli.add_calibrate_args(k)
+    k.set_defaults(handler=quality_cli.or_from_quality(run_calibrate))
 
 
 def _fraction(value: str) -> float:

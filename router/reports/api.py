@@ -15,6 +15,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from router.errors import RouterError
+from router.quality import report as quality_report
+from router.quality.store import read_period
 from router.reports import dashboard
 from router.reports.aggregate import Cube, build_report
 from router.reports.period import Period, parse_group_by, parse_period
@@ -30,6 +32,12 @@ _CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
+_HTML_HEADERS = {
+    "content-security-policy": _CSP,
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
 # Documented as dates; validated by hand (period.py) so that errors name the parameter in our words.
 _DAY = {"format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
 FromQ = Annotated[
@@ -54,6 +62,12 @@ def _single(request: Request, *names: str) -> None:
     for name in names:
         if len(request.query_params.getlist(name)) > 1:
             raise RouterError(f"{name}: give it once", code="validation_error", status=400)
+
+
+async def _charged(report: dict[str, Any], quality: TableClient, period: Period) -> dict[str, Any]:
+    """The report with the quality checks' spend as its own line, in total spend and out of savings."""
+    spent = quality_report.overhead(await read_period(quality, period, quality_report.OVERHEAD_COLUMNS))
+    return quality_report.charge_report(report, spent)
 
 
 def build_router(runtime: Runtime) -> APIRouter:
@@ -87,7 +101,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         cube, sources = await load(period)
         report: dict[str, Any] = build_report(cube, period.start, period.end, by)
         report["source"] = sources.to_dict()
-        return JSONResponse(report)
+        return JSONResponse(await _charged(report, await table(runtime.settings.QUALITY_TABLE), period))
 
     @router.get(
         "/api/dashboard",
@@ -100,17 +114,12 @@ def build_router(runtime: Runtime) -> APIRouter:
         period = period_of(from_, to)
         cube, sources = await load(period)
         code = request.query_params.get("code")
+        quality = await read_period(
+            await table(runtime.settings.QUALITY_TABLE), period, quality_report.COLUMNS
+        )
         html = dashboard.render(
-            cube, period, sources.to_dict(), code if code and _KEY.fullmatch(code) else None
+            cube, period, sources.to_dict(), code if code and _KEY.fullmatch(code) else None, quality
         )
-        return HTMLResponse(
-            html,
-            headers={
-                "content-security-policy": _CSP,
-                "cache-control": "no-store",
-                "x-content-type-options": "nosniff",
-                "referrer-policy": "no-referrer",
-            },
-        )
+        return HTMLResponse(html, headers=_HTML_HEADERS)
 
     return router

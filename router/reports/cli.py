@@ -13,6 +13,8 @@ from typing import Any
 
 from router.costs import replay
 from router.errors import RouterError
+from router.quality import report as quality_report
+from router.quality.cli import load_samples
 from router.reports.aggregate import GROUP_BY, build_report
 from router.reports.period import Period, parse_period
 from router.reports.store import Sources, load_cube
@@ -90,7 +92,8 @@ def run_report(args: argparse.Namespace) -> int:
     settings, period = loaded
     use = not args.no_rollups
     cube, sources = asyncio.run(_load(settings, period, use_rollups=use, store=use))
-    report = build_report(cube, period.start, period.end, args.by)
+    spent = quality_report.overhead(asyncio.run(load_samples(settings, period)))  # as /api/costs does
+    report = quality_report.charge_report(build_report(cube, period.start, period.end, args.by), spent)
     report["source"] = sources.to_dict()
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
@@ -134,6 +137,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"{t['judge_completion_tokens']:,} completion tokens)",
         f"spend           {_usd(t['spend_usd'])}  answering models",
         f"judge overhead  {_usd(t['overhead_usd'])}",
+        *([f"quality checks  {_usd(t['quality_check_usd'])}"] if t.get("quality_check_usd") else []),
         f"total spend     {_usd(t['total_spend_usd'])}",
         f"baseline        {_usd(t['baseline_usd'])}  same tokens on the most capable model",
         f"savings         {_usd(t['savings_usd'])}  ({_opt(t['savings_pct'], '.2f')}% of baseline)",

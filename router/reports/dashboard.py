@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from router.quality import panel as quality_panel
+from router.quality.report import Samples, build_quality_report, charge_report, overhead, overhead_by_day
 from router.reports.aggregate import (
     Cube,
     Summary,
@@ -25,6 +27,7 @@ from router.reports.period import Period
 
 PALETTE = ("#2563eb", "#16a34a", "#f59e0b", "#9333ea", "#0891b2", "#e11d48", "#65a30d", "#c2410c")
 OVERHEAD_COLOR = "#6b7280"
+QUALITY_COLOR = "#d1d5db"
 W, H = 880, 260  # chart viewBox
 PAD_L, PAD_R, PAD_T, PAD_B = 64, 12, 12, 40
 
@@ -178,12 +181,16 @@ def _card(label: str, value: str, sub: str, cls: str = "") -> str:
 
 
 def _day_stacks(
-    series: Sequence[tuple[Any, dict[str, Summary]]], models: Sequence[str], colors: dict[str, str]
+    series: Sequence[tuple[Any, dict[str, Summary]]],
+    models: Sequence[str],
+    colors: dict[str, str],
+    checks: dict[str, int] | None = None,
 ) -> tuple[list[Any], list[Any]]:
-    """Per day: the spend stack (each model, then the judge overhead) and the savings bar."""
+    """Per day: the spend stack (each model, the judge overhead, the quality checks) and the savings bar."""
     spend_stacks = []
     savings_stacks = []
-    for _, per_model in series:
+    checks = checks or {}
+    for day, per_model in series:
         stack = [
             (usd(per_model[m].spend), colors[m], f"{m}: {money(usd(per_model[m].spend))}")
             for m in models
@@ -195,8 +202,11 @@ def _day_stacks(
         stack.append(
             (usd(day_total.overhead), OVERHEAD_COLOR, f"judge overhead: {money(usd(day_total.overhead))}")
         )
+        checked = checks.get(day, 0)
+        if checked:
+            stack.append((usd(checked), QUALITY_COLOR, f"quality checks: {money(usd(checked))}"))
         spend_stacks.append(stack)
-        saved = usd(day_total.baseline - day_total.spend - day_total.overhead)
+        saved = usd(day_total.baseline - day_total.spend - day_total.overhead - checked)
         savings_stacks.append([(saved, "#16a34a" if saved >= 0 else "#dc2626", f"saved {money(saved)}")])
     return spend_stacks, savings_stacks
 
@@ -222,7 +232,10 @@ def _cards(t: dict[str, Any]) -> str:
             _card(
                 "Total spend",
                 money(t["total_spend_usd"]),
-                f"answering {money(t['spend_usd'])} + judge {money(t['overhead_usd'])}",
+                f"answering {money(t['spend_usd'])} + judge {money(t['overhead_usd'])}"
+                + (
+                    f" + quality checks {money(t['quality_check_usd'])}" if t.get("quality_check_usd") else ""
+                ),
             ),
             _card("Baseline", money(t["baseline_usd"]), "same tokens on the most capable model"),
             _card("Savings", pct(t["savings_pct"]), f"{money(t['savings_usd'])} vs baseline", savings_cls),
@@ -239,6 +252,15 @@ def _cards(t: dict[str, Any]) -> str:
     )
 
 
+def _quality_card(q: dict[str, Any], t: dict[str, Any]) -> str:
+    checks = f"checks {money(t['quality_check_usd'])}"
+    if q["win_or_tie_rate"] is None:
+        return _card("Quality kept", "–", f"{q['samples']:,} samples · {checks}")
+    lo, hi = q["ci95"]
+    sub = f"95% CI {100 * lo:.1f}–{100 * hi:.1f}% · {q['judged']:,} judged · {checks}"
+    return _card("Quality kept", f"{100 * q['win_or_tie_rate']:.1f}%", sub)
+
+
 def _table_rows(groups: Sequence[dict[str, Any]]) -> str:
     return "".join(
         f"<tr><td>{escape(g['model'])}</td><td>{g['calls']:,}</td><td>{g['share_of_calls'] * 100:.1f}%</td>"
@@ -250,25 +272,29 @@ def _table_rows(groups: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def render(cube: Cube, period: Period, sources: dict[str, int], code: str | None = None) -> str:
+def render(
+    cube: Cube, period: Period, sources: dict[str, int], code: str | None = None, quality: Samples = ()
+) -> str:
     """The whole page for ``period``. ``code`` (the caller's function key, if it came in the query) is kept
-    in the date form so changing the range works behind Functions auth."""
-    report = build_report(cube, period.start, period.end, "model")
+    in the date form so changing the range works behind Functions auth. ``quality``: the quality samples
+    in the range (their spend is charged to the figures; their verdicts fill the quality panel)."""
+    report = charge_report(build_report(cube, period.start, period.end, "model"), overhead(quality))
     t = report["totals"]
     models = [g["model"] for g in sorted(report["groups"], key=lambda g: (-g["total_spend_usd"], g["model"]))]
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
     series = daily_by_model(cube, period.start, period.end)
     labels = [day for day, _ in series]
-    spend_stacks, savings_stacks = _day_stacks(series, models, colors)
+    spend_stacks, savings_stacks = _day_stacks(series, models, colors, overhead_by_day(quality))
     calls_rows = [
         (g["model"], [(float(g["calls"]), colors[g["model"]], f"{g['share_of_calls'] * 100:.1f}%")])
         for g in sorted(report["groups"], key=lambda g: (-g["calls"], g["model"]))
     ]
     lat_rows = _latency_rows(cube)
-    cards = _cards(t)
+    cards = _cards(t) + _quality_card(build_quality_report(quality, period, None), t)
     table_rows = _table_rows(report["groups"])
     hidden = f'<input type="hidden" name="code" value="{escape(code)}">' if code else ""
-    legend = _legend([*((m, colors[m]) for m in models), ("judge overhead", OVERHEAD_COLOR)])
+    legend = _legend([*((m, colors[m]) for m in models), ("judge overhead", OVERHEAD_COLOR),
+                      ("quality checks", QUALITY_COLOR)])  # fmt: skip
     empty = "" if t["calls"] else "<section><h2>No calls recorded in this range.</h2></section>"
     source = (
         f"{sources.get('rollup_days', 0)} day(s) from daily roll-ups, "
@@ -290,6 +316,7 @@ def render(cube: Cube, period: Period, sources: dict[str, int], code: str | None
 {_day_chart(labels, spend_stacks, "spend per day")}{legend}</section>
 <section><h2>Savings per day (baseline minus total spend)</h2>
 {_day_chart(labels, savings_stacks, "savings per day", signed=True)}</section>
+{quality_panel.section(quality, period, colors)}
 <section><h2>Calls per model</h2>
 {_hbars(calls_rows, lambda v, text: f"{v:,.0f} calls ({text})")}</section>
 <section><h2>Latency percentiles (ok calls)</h2>
