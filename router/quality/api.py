@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from router.errors import RouterError
 from router.quality.report import COLUMNS, QUALITY_BY, build_quality_report, parse_quality_by
 from router.quality.store import read_period
+from router.reports.params import REPORT_ERRORS, FromQ, ToQ, single
 from router.reports.period import Period, parse_period
 
 if TYPE_CHECKING:
@@ -21,28 +21,9 @@ if TYPE_CHECKING:
 
     from router.runtime import Runtime
 
-_DAY = {"format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
-FromQ = Annotated[
-    str | None,
-    Query(alias="from", description="First UTC day (default: 6 days before to)", json_schema_extra=_DAY),
-]
-ToQ = Annotated[
-    str | None, Query(description="Last UTC day, inclusive (default: today)", json_schema_extra=_DAY)
-]
 ByQ = Annotated[
     str | None, Query(description="Group samples by", json_schema_extra={"enum": list(QUALITY_BY)})
 ]
-_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid parameter (named in the message)", "content": _JSON_ERROR},
-    500: {"description": "Internal error", "content": _JSON_ERROR},
-}
-
-
-def single(request: Request, *names: str) -> None:
-    for name in names:
-        if len(request.query_params.getlist(name)) > 1:
-            raise RouterError(f"{name}: give it once", code="validation_error", status=400)
 
 
 async def load_samples(
@@ -60,7 +41,9 @@ def build_router(runtime: Runtime) -> APIRouter:
             tables[name] = await runtime.table(name)
         return tables[name]
 
-    @router.get("/api/quality", summary="Routed answers against the baseline's, judged", responses=_ERRORS)
+    @router.get(
+        "/api/quality", summary="Routed answers against the baseline's, judged", responses=REPORT_ERRORS
+    )
     async def quality(
         request: Request, from_: FromQ = None, to: ToQ = None, group_by: ByQ = None
     ) -> JSONResponse:

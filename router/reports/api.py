@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from router.errors import RouterError
 from router.quality import report as quality_report
 from router.quality.store import read_period
 from router.reports import dashboard
 from router.reports.aggregate import Cube, build_report
+from router.reports.params import REPORT_ERRORS, FromQ, ToQ, single
 from router.reports.period import Period, parse_group_by, parse_period
 from router.reports.store import Sources, load_cube
 
@@ -39,29 +39,10 @@ _HTML_HEADERS = {
     "referrer-policy": "no-referrer",
 }
 # Documented as dates; validated by hand (period.py) so that errors name the parameter in our words.
-_DAY = {"format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
-FromQ = Annotated[
-    str | None,
-    Query(alias="from", description="First UTC day (default: 6 days before to)", json_schema_extra=_DAY),
-]
-ToQ = Annotated[
-    str | None, Query(description="Last UTC day, inclusive (default: today)", json_schema_extra=_DAY)
-]
 ByQ = Annotated[
     str | None,
     Query(description="Group rows by", json_schema_extra={"enum": ["model", "day", "classifier", "scorer"]}),
 ]
-_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid parameter (named in the message)", "content": _JSON_ERROR},
-    500: {"description": "Internal error", "content": _JSON_ERROR},
-}
-
-
-def _single(request: Request, *names: str) -> None:
-    for name in names:
-        if len(request.query_params.getlist(name)) > 1:
-            raise RouterError(f"{name}: give it once", code="validation_error", status=400)
 
 
 async def _charged(report: dict[str, Any], quality: TableClient, period: Period) -> dict[str, Any]:
@@ -91,11 +72,13 @@ def build_router(runtime: Runtime) -> APIRouter:
     def period_of(start: str | None, end: str | None) -> Period:
         return parse_period(start, end, max_days=runtime.settings.REPORT_MAX_DAYS)
 
-    @router.get("/api/costs", summary="Spend, baseline and savings over a date range", responses=_ERRORS)
+    @router.get(
+        "/api/costs", summary="Spend, baseline and savings over a date range", responses=REPORT_ERRORS
+    )
     async def costs(
         request: Request, from_: FromQ = None, to: ToQ = None, group_by: ByQ = None
     ) -> JSONResponse:
-        _single(request, "from", "to", "group_by")
+        single(request, "from", "to", "group_by")
         period = period_of(from_, to)
         by = parse_group_by(group_by)
         cube, sources = await load(period)
@@ -107,10 +90,10 @@ def build_router(runtime: Runtime) -> APIRouter:
         "/api/dashboard",
         summary="Savings dashboard (self-contained HTML)",
         response_class=HTMLResponse,
-        responses=_ERRORS,
+        responses=REPORT_ERRORS,
     )
     async def dashboard_page(request: Request, from_: FromQ = None, to: ToQ = None) -> HTMLResponse:
-        _single(request, "from", "to")
+        single(request, "from", "to")
         period = period_of(from_, to)
         cube, sources = await load(period)
         code = request.query_params.get("code")
