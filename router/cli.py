@@ -54,8 +54,10 @@ def run_models_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([m.model_dump() for m in models], indent=2))
         return 0
-    row = "{:<24} {:<24} {:>10} {:>10} {:>10} {:>7} {:>6} {}"
-    print(row.format("name", "deployment", "$/1k", "in $/1k", "out $/1k", "lat ms", "max_cx", "on"))
+    row = "{:<24} {:<24} {:>10} {:>10} {:>10} {:>10} {:>7} {:>6} {:<3} {}"
+    head = ("name", "deployment", "$/1k", "in $/1k", "cached $/1k", "out $/1k", "lat ms", "max_cx", "on",
+            "reasoning")  # fmt: skip
+    print(row.format(*head))
     for m in sorted(models, key=cheapest_first):
         print(
             row.format(
@@ -63,10 +65,12 @@ def run_models_list(args: argparse.Namespace) -> int:
                 printable(m.deployment),
                 f"{m.cost_per_1k_tokens:.6f}",
                 f"{m.input_price:.6f}",
+                f"{m.cached_input_price:.6f}",
                 f"{m.output_price:.6f}",
                 f"{m.avg_latency_ms:.0f}",
                 f"{m.max_complexity:.2f}",
                 "y" if m.enabled else "n",
+                "y" if m.reasoning else "n",
             )
         )
     return 0

@@ -51,13 +51,14 @@ Cost and savings 2025-03-01 .. 2025-03-03 (3 days, UTC)
 source: 0 day(s) from roll-ups, 3 scanned (10 records)
 
 calls           10 (ok 8, errors 2; 7 fallbacks on 4 calls)
-tokens          21,600 prompt / 7,100 completion
+tokens          21,600 prompt (0 cached) / 7,100 completion (0 reasoning)
 judge calls     4 (900 prompt / 9 completion tokens)
 spend           $46.000000  answering models
 judge overhead  $0.600000
 total spend     $46.600000
 baseline        $100.000000  same tokens on the most capable model
 savings         $53.400000  (53.40% of baseline)
+prompt cache    $0.000000  saved: cached tokens at the cached input price
 """
 
 
@@ -75,18 +76,19 @@ async def test_cli_report_table_has_every_number(seeded: Any):
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("model "))
     assert lines[header].split() == [
-        "model", "calls", "share", "errors", "fallbacks", "spend", "judge", "total", "baseline", "savings",
-        "sav%", "p50", "ms", "p95", "ms",
+        "model", "calls", "share", "errors", "fallbacks", "cached", "tok", "spend", "judge", "total",
+        "baseline", "savings", "sav%", "p50", "ms", "p95", "ms",
     ]  # fmt: skip
     rows = [line.split() for line in lines[header + 1 :]]
     assert [r[0] for r in rows] == ["small", "medium", "large"]
     for r in rows:
         calls, errors, fb, spend, judge, total, base, sav, pct, share, p50, p95 = BY_MODEL[r[0]]
-        assert r[1:11] == [
+        assert r[1:12] == [
             str(calls),
             f"{share * 100:.1f}%",
             str(errors),
             str(fb),
+            "0",  # no cached tokens in the data set
             f"${spend:,.6f}",
             f"${judge:,.6f}",
             f"${total:,.6f}",
@@ -94,8 +96,8 @@ async def test_cli_report_table_has_every_number(seeded: Any):
             f"-${-sav:,.6f}" if sav < 0 else f"${sav:,.6f}",
             f"{pct:.2f}",
         ], r
-        assert float(r[11].replace(",", "")) == pytest.approx(p50, rel=0.0101)
-        assert float(r[12].replace(",", "")) == pytest.approx(p95, rel=0.0101)
+        assert float(r[12].replace(",", "")) == pytest.approx(p50, rel=0.0101)
+        assert float(r[13].replace(",", "")) == pytest.approx(p95, rel=0.0101)
 
 
 async def test_cli_json_by_day_matches_and_uses_rollups_after_first_run(seeded: Any):

@@ -156,7 +156,7 @@ def test_cli_models_load_and_list_with_tables_endpoint(oauth_azurite, identity, 
         cwd=root,
     )
     assert load.returncode == 0, load.stderr
-    assert "upserted 4 model config(s)" in load.stdout
+    assert "upserted 6 model config(s)" in load.stdout
     listed = subprocess.run(
         [sys.executable, "-m", "router", "models", "list"],
         env=env,
@@ -167,4 +167,4 @@ def test_cli_models_load_and_list_with_tables_endpoint(oauth_azurite, identity, 
     )
     assert listed.returncode == 0, listed.stderr
     names = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
-    assert names == ["gpt-4.1-nano", "gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1"]
+    assert names == ["gpt-4.1-nano", "gpt-4o-mini", "gpt-5-mini", "gpt-4.1-mini", "o4-mini", "gpt-4.1"]

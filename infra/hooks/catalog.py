@@ -21,11 +21,13 @@ from typing import Any
 PRICES_FILE = Path(__file__).with_name("model-prices.json")
 ROUTING_FIELDS = (
     "input_cost_per_1k",
+    "cached_input_cost_per_1k",
     "output_cost_per_1k",
     "avg_latency_ms",
     "max_complexity",
-    "context_window",
 )
+# Copied when the price table has them: an unknown context window is not checked; reasoning defaults false.
+OPTIONAL_FIELDS = ("context_window", "reasoning")
 
 
 class CatalogError(ValueError):
@@ -65,6 +67,7 @@ def build_catalog(
         entry: dict[str, Any] = {"name": name, "deployment": name}
         entry["cost_per_1k_tokens"] = blended_cost(price["input_cost_per_1k"], price["output_cost_per_1k"])
         entry.update({field: price[field] for field in ROUTING_FIELDS})
+        entry.update({field: price[field] for field in OPTIONAL_FIELDS if field in price})
         models.append(entry)
     if problems:
         raise CatalogError("; ".join(problems))

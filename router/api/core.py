@@ -36,6 +36,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 404, 405, 413, 502, 503, 504)
 }
 
+_PRICE_FIELDS = ("input_cost_per_1k", "output_cost_per_1k", "cached_input_cost_per_1k")
+
 
 def route_response(result: RouteResult, rid: str) -> RouteResponse:
     c = result.classification
@@ -130,8 +132,10 @@ def _add_state_routes(api: APIRouter, runtime: Runtime) -> None:
         await service.models()
         out = []
         for m in await service.catalog.all_models():
-            fields = m.model_dump(exclude={"input_cost_per_1k", "output_cost_per_1k"})
-            out.append(ModelOut(**fields, input_cost_per_1k=m.input_price, output_cost_per_1k=m.output_price))
+            fields = m.model_dump(exclude=set(_PRICE_FIELDS))
+            prices = {"input_cost_per_1k": m.input_price, "output_cost_per_1k": m.output_price,
+                      "cached_input_cost_per_1k": m.cached_input_price}  # fmt: skip
+            out.append(ModelOut(**fields, **prices))
         return ModelsResponse(models=out)
 
     @api.get("/api/health", response_model=HealthResponse, responses=ERRORS)

@@ -92,10 +92,12 @@ class ModelOut(BaseModel):
     cost_per_1k_tokens: float
     input_cost_per_1k: float
     output_cost_per_1k: float
+    cached_input_cost_per_1k: float = Field(description="USD per 1k prompt tokens from the prompt cache.")
     avg_latency_ms: float
     max_complexity: float
     context_window: int | None
     enabled: bool
+    reasoning: bool = Field(False, description="A reasoning model: hidden reasoning tokens bill as output.")
 
 
 class ModelsResponse(BaseModel):

@@ -203,6 +203,7 @@ async def _json_reply(
             request_id=reply.request_id, api="chat", model=model, latency_ms=reply.deadline.elapsed_ms(),
             failed=execution.failed, prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens, usage_estimated=usage.estimated,
+            cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
         )  # fmt: skip
         rec = await service.record(plan, outcome)
     headers = {**_router_headers(model.name, plan.classification, rec.cost_usd), **reply.headers}

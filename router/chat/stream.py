@@ -166,6 +166,7 @@ def _record(call: StreamCall, progress: _Progress, error_code: str | None) -> Ou
             request_id=call.request_id, api="chat", model=call.model, latency_ms=call.deadline.elapsed_ms(),
             failed=call.failed, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             error_code=error_code, usage_estimated=usage.estimated,
+            cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
         )  # fmt: skip
         call.service.submit(call.plan, outcome)  # no await: this may run in a cancelled task
         return outcome

@@ -28,7 +28,12 @@ class CostRecord(BaseModel):
     scorer: str | None = None  # the scorer's registry name (absent in records made before it existed)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Token types (0 in records made before they were read): the prompt tokens served from the prompt
+    # cache (priced at the cached input price) and the completion tokens spent on hidden reasoning.
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     cost_usd: float = 0.0
+    cache_savings_usd: float = 0.0  # what the cached tokens would have cost more at the input price
     classifier_model: str | None = None
     classifier_prompt_tokens: int = 0
     classifier_completion_tokens: int = 0

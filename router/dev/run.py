@@ -61,7 +61,7 @@ async def _serve(host: str, port: int) -> int:
     simulated = not os.environ.get("AZURE_OPENAI_ENDPOINT")
     if simulated:
         sim_port = int(os.environ.get("SIMULATOR_PORT", str(port + 1)))
-        sim = Simulator()
+        sim = Simulator(reasoning_deployments={m.deployment for m in load_file(SAMPLE_MODELS) if m.reasoning})
         sim.keep_seen = False
         os.environ["AZURE_OPENAI_ENDPOINT"] = f"http://127.0.0.1:{sim_port}"
         # The simulator cannot judge difficulty: with the judge on, its made-up numbers would override

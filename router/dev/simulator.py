@@ -3,18 +3,25 @@
 Used by the local dev run when no real endpoint is configured (answers are clearly marked as simulated)
 and by the tests and benchmarks, which script replies per deployment (judge scores, 429 with
 Retry-After, 500, slow replies, content filter, custom usage).
+
+Token types as Azure reports them: a prompt that repeats a prefix of at least ``CACHE_MIN_TOKENS`` tokens
+already sent to the same deployment reports that prefix (1,024 tokens, then 128-token steps) as
+``usage.prompt_tokens_details.cached_tokens``; a deployment in ``reasoning_deployments`` spends hidden
+reasoning tokens, counted in ``completion_tokens`` and reported as
+``usage.completion_tokens_details.reasoning_tokens``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import random
 import re
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +32,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 SIMULATED_PREFIX = "[simulated"
+CACHE_MIN_TOKENS = 1024  # Azure caches prompts from 1,024 tokens, then in 128-token increments
+CACHE_STEP_TOKENS = 128
+CACHE_MAX_PREFIXES = 10_000  # per deployment, oldest forgotten first (a load run stays bounded)
 
 
 @dataclass
@@ -47,6 +57,8 @@ class Reply:
     omit_done: bool = False  # stream: everything but the final [DONE]
     padding_bytes: int = 0  # an extra "padding" string of this size in the answer (a huge body)
     chunked: bool = False  # send the answer without Content-Length, in 64 KiB pieces
+    cached_tokens: int | None = None  # reported as cached instead of what the prompt cache would give
+    reasoning_tokens: int | None = None  # a reasoning deployment's reasoning tokens (default: computed)
 
 
 @dataclass
@@ -72,8 +84,17 @@ def _message_text(message: dict[str, Any]) -> str:
 
 
 class Simulator:
-    def __init__(self, deployments: set[str] | None = None, delay_s: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        deployments: set[str] | None = None,
+        delay_s: float = 0.0,
+        seed: int = 0,
+        reasoning_deployments: set[str] | None = None,
+    ) -> None:
         self.deployments = deployments  # None accepts any deployment name
+        self.reasoning_deployments: set[str] = set(reasoning_deployments or ())
+        # Per deployment: the message prefixes it has seen (hash -> their tokens), for cached_tokens.
+        self._prefixes: dict[str, OrderedDict[str, int]] = defaultdict(OrderedDict)
         self.delay_s = delay_s
         # Random injected failures for load runs: this share of unscripted calls gets fault_status.
         self.fault_rate = 0.0
@@ -96,6 +117,8 @@ class Simulator:
     def reset(self) -> None:
         self.scripts.clear()
         self.seen.clear()
+        self._prefixes.clear()
+        self.reasoning_deployments.clear()
         self.fault_rate = 0.0
         self.faults_injected = 0
 
@@ -141,17 +164,7 @@ class Simulator:
     def _answer(self, deployment: str, body: dict[str, Any], reply: Reply) -> Response:
         messages = body.get("messages") or []
         content = reply.content if reply.content is not None else self._default_answer(deployment, messages)
-        prompt_tokens = reply.prompt_tokens
-        if prompt_tokens is None:
-            prompt_tokens = sum(estimate_tokens(_message_text(m)) + 4 for m in messages) + 3
-        completion_tokens = reply.completion_tokens
-        if completion_tokens is None:
-            completion_tokens = estimate_tokens(content)
-        usage: dict[str, Any] | None = reply.usage or {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
+        usage: dict[str, Any] | None = reply.usage or self._usage(deployment, messages, content, reply)
         if reply.omit_usage:
             usage = None
         cid = f"chatcmpl-sim{uuid.uuid4().hex[:20]}"
@@ -176,6 +189,54 @@ class Simulator:
             pieces = (data[i : i + 65536] for i in range(0, len(data), 65536))
             return StreamingResponse(_pieces(pieces), media_type="application/json", headers=reply.headers)
         return JSONResponse(payload, headers=reply.headers)
+
+    def _usage(
+        self, deployment: str, messages: list[dict[str, Any]], content: str, reply: Reply
+    ) -> dict[str, Any]:
+        """Counts estimated from the text (or scripted), with the token-type details when there are any."""
+        cached = self._cached(deployment, messages)
+        prompt_tokens = reply.prompt_tokens
+        if prompt_tokens is None:
+            prompt_tokens = sum(estimate_tokens(_message_text(m)) + 4 for m in messages) + 3
+        cached = min(prompt_tokens, cached if reply.cached_tokens is None else reply.cached_tokens)
+        visible = estimate_tokens(content)
+        reasoning = 0
+        if deployment in self.reasoning_deployments:
+            reasoning = max(16, 2 * visible) if reply.reasoning_tokens is None else reply.reasoning_tokens
+        completion_tokens = reply.completion_tokens
+        if completion_tokens is None:
+            completion_tokens = visible + reasoning
+        reasoning = min(reasoning, completion_tokens)
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if cached or deployment in self.reasoning_deployments:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
+            usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+        return usage
+
+    def _cached(self, deployment: str, messages: list[dict[str, Any]]) -> int:
+        """Tokens of the longest message prefix this deployment has seen before, when that is at least
+        ``CACHE_MIN_TOKENS`` (rounded down to Azure's 128-token steps); every prefix is remembered."""
+        seen = self._prefixes[deployment]
+        digest = hashlib.sha256()
+        tokens = hit = 0
+        for message in messages:
+            digest.update(json.dumps(message, sort_keys=True, default=str).encode() + b"\n")
+            tokens += estimate_tokens(_message_text(message)) + 4
+            key = digest.hexdigest()
+            if key in seen:
+                hit = tokens
+                seen.move_to_end(key)
+            else:
+                seen[key] = tokens
+                if len(seen) > CACHE_MAX_PREFIXES:
+                    seen.popitem(last=False)
+        if hit < CACHE_MIN_TOKENS:
+            return 0
+        return CACHE_MIN_TOKENS + (hit - CACHE_MIN_TOKENS) // CACHE_STEP_TOKENS * CACHE_STEP_TOKENS
 
     @staticmethod
     def _default_answer(deployment: str, messages: list[dict[str, Any]]) -> str:

@@ -36,10 +36,15 @@ class ModelConfig(BaseModel):
     cost_per_1k_tokens: float = Field(ge=0, allow_inf_nan=False)
     input_cost_per_1k: float | None = Field(None, ge=0, allow_inf_nan=False)
     output_cost_per_1k: float | None = Field(None, ge=0, allow_inf_nan=False)
+    # Prompt tokens served from Azure's prompt cache (prompts of 1,024 tokens or more); None: the input
+    # price (no discount). Rows stored before this field existed read as None.
+    cached_input_cost_per_1k: float | None = Field(None, ge=0, allow_inf_nan=False)
     avg_latency_ms: float = Field(ge=0, allow_inf_nan=False)
     max_complexity: float = Field(ge=0, le=1, allow_inf_nan=False)
     context_window: int | None = Field(None, gt=0)
     enabled: bool = True
+    # A reasoning model (o-series, gpt-5 family): it bills hidden reasoning tokens as output tokens.
+    reasoning: bool = False
 
     @field_validator("endpoint")
     @classmethod
@@ -72,6 +77,11 @@ class ModelConfig(BaseModel):
     @property
     def output_price(self) -> float:
         return self.cost_per_1k_tokens if self.output_cost_per_1k is None else self.output_cost_per_1k
+
+    @property
+    def cached_input_price(self) -> float:
+        cached = self.cached_input_cost_per_1k
+        return self.input_price if cached is None else cached
 
     def to_entity(self) -> dict[str, Any]:
         entity: dict[str, Any] = {"PartitionKey": MODELS_PARTITION, "RowKey": self.name}

@@ -115,7 +115,9 @@ class Classifier:
             judge_model=judge.name,
             judge_prompt_tokens=reply.prompt_tokens,
             judge_completion_tokens=reply.completion_tokens,
-            judge_cost_usd=pricing.call_cost(judge, reply.prompt_tokens, reply.completion_tokens),
+            judge_cost_usd=pricing.call_cost(
+                judge, reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens
+            ),
             judge_usage_estimated=reply.usage_estimated,
         )
 

@@ -32,12 +32,15 @@ class Outcome:
     completion_tokens: int = 0
     error_code: str | None = None  # None: the call succeeded
     usage_estimated: bool = False  # the token counts are estimates (usage missing or invalid)
+    cached_tokens: int = 0  # of prompt_tokens, from the prompt cache
+    reasoning_tokens: int = 0  # of completion_tokens, hidden reasoning
 
 
 def cost_record(plan: Plan, outcome: Outcome) -> CostRecord:
     model, c = outcome.model, plan.classification
     baseline = most_capable(plan.models)
-    tokens = (outcome.prompt_tokens, outcome.completion_tokens)
+    # The baseline is priced with the same token types (cached, uncached, completion) on its own prices.
+    tokens = (outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens)
     failed = outcome.failed
     return CostRecord(
         request_id=outcome.request_id,
@@ -49,7 +52,10 @@ def cost_record(plan: Plan, outcome: Outcome) -> CostRecord:
         scorer=c.scorer or None,
         prompt_tokens=outcome.prompt_tokens,
         completion_tokens=outcome.completion_tokens,
+        cached_tokens=outcome.cached_tokens,
+        reasoning_tokens=outcome.reasoning_tokens,
         cost_usd=pricing.call_cost(model, *tokens),
+        cache_savings_usd=pricing.cache_savings(model, outcome.prompt_tokens, outcome.cached_tokens),
         classifier_model=c.judge_model,
         classifier_prompt_tokens=c.judge_prompt_tokens,
         classifier_completion_tokens=c.judge_completion_tokens,

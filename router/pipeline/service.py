@@ -177,6 +177,7 @@ class RouterService:
             request_id=request_id, api="route", model=execution.model, latency_ms=latency_ms,
             failed=execution.failed, prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens, usage_estimated=completion.usage_estimated,
+            cached_tokens=completion.cached_tokens, reasoning_tokens=completion.reasoning_tokens,
         )  # fmt: skip
         rec = await self.record(plan, outcome)
         return RouteResult(

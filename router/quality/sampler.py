@@ -92,14 +92,19 @@ def _clip(text: str) -> str:
     return text[:MAX_TEXT_CHARS]
 
 
+def _priced(model: ModelConfig, reply: Completion) -> float:
+    return pricing.call_cost(model, reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens)
+
+
 def sample_entity(sample: Sample, c: Comparison, *, store_text: bool, now: float) -> dict[str, Any]:
     """The stored sample: who answered, the verdicts, and every token and dollar the check cost."""
     shadow_in = c.shadow.prompt_tokens if c.shadow else 0
     shadow_out = c.shadow.completion_tokens if c.shadow else 0
-    shadow_usd = pricing.call_cost(sample.baseline, shadow_in, shadow_out)
+    shadow_cached = c.shadow.cached_tokens if c.shadow else 0
+    shadow_usd = pricing.call_cost(sample.baseline, shadow_in, shadow_out, shadow_cached)
     judge_in = sum(r.prompt_tokens for r in c.judged)
     judge_out = sum(r.completion_tokens for r in c.judged)
-    judge_usd = sum(pricing.call_cost(sample.judge, r.prompt_tokens, r.completion_tokens) for r in c.judged)
+    judge_usd = sum(_priced(sample.judge, r) for r in c.judged)
     picks = [*c.picks, None, None][:2]
     entity: dict[str, Any] = {
         "PartitionKey": utc_day(now),
@@ -164,7 +169,9 @@ class Later(BackgroundTask):
     def stream_ended(self, outcome: Outcome, text: str) -> None:
         """The relay's end: only a complete stream is compared."""
         if outcome.error_code is None:
-            cost = pricing.call_cost(outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
+            cost = pricing.call_cost(
+                outcome.model, outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens
+            )
             self.answered(text, cost)
 
     async def _launch(self) -> None:

@@ -38,7 +38,10 @@ COLUMNS = (
     "status",
     "prompt_tokens",
     "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
     "cost_usd",
+    "cache_savings_usd",
     "classifier_model",
     "classifier_prompt_tokens",
     "classifier_completion_tokens",
@@ -51,6 +54,8 @@ COLUMNS = (
 METHOD = {
     "money": "sums of per-call USD, exact to 1e-12 USD; total spend = answering models + judge overhead",
     "savings": "baseline (same tokens on the most capable model) minus total spend; % of baseline",
+    "tokens": "prompt tokens include cached_tokens (billed at the cached input price); completion tokens "
+    "include reasoning_tokens (billed as output); cache_savings: cached tokens at input minus cached price",
     "latency": "nearest-rank p50/p95 over ok calls, from 1%-relative log buckets (within 1% of exact)",
 }
 
@@ -100,6 +105,8 @@ class Summary:
     errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, from the prompt cache (0 in records before they were read)
+    reasoning_tokens: int = 0  # of completion_tokens
     judge_calls: int = 0
     judge_prompt_tokens: int = 0
     judge_completion_tokens: int = 0
@@ -108,6 +115,7 @@ class Summary:
     spend: int = 0  # pico-USD, answering models
     overhead: int = 0  # pico-USD, judge calls
     baseline: int = 0  # pico-USD, same tokens on the most capable model
+    cache_savings: int = 0  # pico-USD, what the prompt cache saved on the answering models
     latency: dict[int, int] = field(default_factory=dict)  # bucket -> ok calls
 
     def add(self, e: Mapping[str, Any]) -> None:
@@ -118,6 +126,8 @@ class Summary:
             self.errors += 1
         self.prompt_tokens += _int(e.get("prompt_tokens"))
         self.completion_tokens += _int(e.get("completion_tokens"))
+        self.cached_tokens += _int(e.get("cached_tokens"))
+        self.reasoning_tokens += _int(e.get("reasoning_tokens"))
         if e.get("classifier_model"):
             self.judge_calls += 1
         self.judge_prompt_tokens += _int(e.get("classifier_prompt_tokens"))
@@ -128,6 +138,7 @@ class Summary:
         self.spend += _pico(e.get("cost_usd"))
         self.overhead += _pico(e.get("classifier_cost_usd"))
         self.baseline += _pico(e.get("baseline_cost_usd"))
+        self.cache_savings += _pico(e.get("cache_savings_usd"))
         if ok:
             try:
                 latency = float(e.get("latency_ms", 0.0))
@@ -213,6 +224,8 @@ def figures(s: Summary, all_calls: int | None = None) -> dict[str, Any]:
         "errors": s.errors,
         "prompt_tokens": s.prompt_tokens,
         "completion_tokens": s.completion_tokens,
+        "cached_tokens": s.cached_tokens,
+        "reasoning_tokens": s.reasoning_tokens,
         "judge_calls": s.judge_calls,
         "judge_prompt_tokens": s.judge_prompt_tokens,
         "judge_completion_tokens": s.judge_completion_tokens,
@@ -224,6 +237,7 @@ def figures(s: Summary, all_calls: int | None = None) -> dict[str, Any]:
         "baseline_usd": usd(s.baseline),
         "savings_usd": usd(savings),
         "savings_pct": round(100 * savings / s.baseline, 4) if s.baseline else None,
+        "cache_savings_usd": usd(s.cache_savings),
         "latency_p50_ms": None if p50 is None else round(p50, 1),
         "latency_p95_ms": None if p95 is None else round(p95, 1),
     }

@@ -132,7 +132,8 @@ def format_report(report: dict[str, Any]) -> str:
         "",
         f"calls           {t['calls']:,} (ok {t['ok']:,}, errors {t['errors']:,}; "
         f"{t['fallbacks']:,} fallbacks on {t['calls_with_fallbacks']:,} calls)",
-        f"tokens          {t['prompt_tokens']:,} prompt / {t['completion_tokens']:,} completion",
+        f"tokens          {t['prompt_tokens']:,} prompt ({t['cached_tokens']:,} cached) / "
+        f"{t['completion_tokens']:,} completion ({t['reasoning_tokens']:,} reasoning)",
         f"judge calls     {t['judge_calls']:,} ({t['judge_prompt_tokens']:,} prompt / "
         f"{t['judge_completion_tokens']:,} completion tokens)",
         f"spend           {_usd(t['spend_usd'])}  answering models",
@@ -141,6 +142,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"total spend     {_usd(t['total_spend_usd'])}",
         f"baseline        {_usd(t['baseline_usd'])}  same tokens on the most capable model",
         f"savings         {_usd(t['savings_usd'])}  ({_opt(t['savings_pct'], '.2f')}% of baseline)",
+        f"prompt cache    {_usd(t['cache_savings_usd'])}  saved: cached tokens at the cached input price",
         f"latency         p50 {_opt(t['latency_p50_ms'], ',.1f')} ms  "
         f"p95 {_opt(t['latency_p95_ms'], ',.1f')} ms  (ok calls, nearest-rank, within 1%)",
     ]
@@ -158,6 +160,7 @@ def _group_table(by: str, groups: list[dict[str, Any]]) -> list[str]:
         ("share", ">"),
         ("errors", ">"),
         ("fallbacks", ">"),
+        ("cached tok", ">"),
         ("spend", ">"),
         ("judge", ">"),
         ("total", ">"),
@@ -174,6 +177,7 @@ def _group_table(by: str, groups: list[dict[str, Any]]) -> list[str]:
             f"{g['share_of_calls'] * 100:.1f}%",
             f"{g['errors']:,}",
             f"{g['fallbacks']:,}",
+            f"{g['cached_tokens']:,}",
             _usd(g["spend_usd"]),
             _usd(g["overhead_usd"]),
             _usd(g["total_spend_usd"]),

@@ -241,6 +241,11 @@ def _cards(t: dict[str, Any]) -> str:
             _card("Savings", pct(t["savings_pct"]), f"{money(t['savings_usd'])} vs baseline", savings_cls),
             _card("Calls", f"{t['calls']:,}", f"{t['errors']:,} errors · {t['fallbacks']:,} fallbacks"),
             _card(
+                "Prompt cache saved",
+                money(t["cache_savings_usd"]),
+                f"{t['cached_tokens']:,} of {t['prompt_tokens']:,} prompt tokens cached",
+            ),
+            _card(
                 "Router overhead",
                 money(t["overhead_usd"]),
                 f"{t['judge_calls']:,} judge calls · {pct(overhead_share)} of spend",
@@ -264,7 +269,8 @@ def _quality_card(q: dict[str, Any], t: dict[str, Any]) -> str:
 def _table_rows(groups: Sequence[dict[str, Any]]) -> str:
     return "".join(
         f"<tr><td>{escape(g['model'])}</td><td>{g['calls']:,}</td><td>{g['share_of_calls'] * 100:.1f}%</td>"
-        f"<td>{g['errors']:,}</td><td>{g['fallbacks']:,}</td><td>{money(g['spend_usd'])}</td>"
+        f"<td>{g['errors']:,}</td><td>{g['fallbacks']:,}</td><td>{g['cached_tokens']:,}</td>"
+        f"<td>{money(g['spend_usd'])}</td>"
         f"<td>{money(g['overhead_usd'])}</td><td>{money(g['baseline_usd'])}</td>"
         f"<td>{money(g['savings_usd'])}</td><td>{pct(g['savings_pct'])}</td>"
         f"<td>{ms(g['latency_p50_ms'])}</td><td>{ms(g['latency_p95_ms'])}</td></tr>"
@@ -323,9 +329,11 @@ def render(
 {_hbars(lat_rows, lambda v, text: f"{text} {v:,.0f} ms")}
 {_legend([("p50", "#60a5fa"), ("p95", "#1d4ed8")])}</section>
 <section><h2>By model</h2><table><thead><tr><th>model</th><th>calls</th><th>share</th><th>errors</th>
-<th>fallbacks</th><th>spend</th><th>judge</th><th>baseline</th><th>savings</th><th>savings %</th><th>p50</th>
-<th>p95</th></tr></thead><tbody>{table_rows}</tbody></table></section>
-<footer>Baseline: the same tokens priced on the most capable enabled model at the time of each call. Total
+<th>fallbacks</th><th>cached tokens</th><th>spend</th><th>judge</th><th>baseline</th><th>savings</th>
+<th>savings %</th><th>p50</th><th>p95</th></tr></thead><tbody>{table_rows}</tbody></table></section>
+<footer>Baseline: the same tokens (cached, uncached and completion alike) priced on the most capable enabled
+model at the time of each call. Prompt cache saved: cached prompt tokens at the input minus the cached input
+price. Total
 spend includes the router's own judge calls; failed calls count with their judge cost. Latency: nearest-rank
 over ok calls, within 1%. Source: {escape(source)}.</footer>
 </main></body></html>

@@ -34,8 +34,9 @@ log = logging.getLogger("router.reports")
 PAGE_SIZE = 1000  # the service maximum per page
 SLICES = 8  # a day's partition is read as this many RowKey (time) ranges in parallel
 CONCURRENCY = 16  # queries in flight at once
-# Roll-up format version (2: groups keyed by scorer too); a day stored with another version is recomputed.
-SCHEMA = 2
+# Roll-up format version (2: groups keyed by scorer too; 3: cached and reasoning tokens, cache savings in
+# the summary); a day stored with another version is recomputed.
+SCHEMA = 3
 MARKER = "day"  # RowKey of the row that says "this day's roll-up is complete"
 _DAY_MS = 86_400_000
 _ROLLUP_COLUMNS = ("PartitionKey", "RowKey", "schema", "groups", "model", "classifier", "scorer", "summary")

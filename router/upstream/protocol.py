@@ -19,6 +19,8 @@ class Completion:
     completion_tokens: int
     raw: Any = None
     usage_estimated: bool = False  # the upstream's usage was missing or invalid: the counts are estimates
+    cached_tokens: int = 0  # of prompt_tokens, from the prompt cache
+    reasoning_tokens: int = 0  # of completion_tokens, hidden reasoning
 
 
 class UpstreamClient(Protocol):
@@ -54,4 +56,6 @@ def completion_from(data: dict[str, Any], messages: list[dict[str, Any]]) -> Com
         completion_tokens=usage.completion_tokens,
         raw=data,
         usage_estimated=usage.estimated,
+        cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
     )
