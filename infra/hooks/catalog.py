@@ -26,8 +26,16 @@ ROUTING_FIELDS = (
     "avg_latency_ms",
     "max_complexity",
 )
-# Copied when the price table has them: an unknown context window is not checked; reasoning defaults false.
-OPTIONAL_FIELDS = ("context_window", "reasoning")
+# Copied when the price table has them: an unknown context window is not checked; reasoning defaults
+# false; the capability fields default to permissive (router.models.config.ModelConfig).
+OPTIONAL_FIELDS = (
+    "context_window",
+    "reasoning",
+    "supports_tools",
+    "supports_vision",
+    "supports_json_schema",
+    "max_output_tokens",
+)
 
 
 class CatalogError(ValueError):

@@ -107,7 +107,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def decide(request: Request, response: Response) -> DecideResponse:
         body = await parse_body(request, RouteRequest)
         service = await runtime.service()
-        decision, classification = await service.decide(body.query, body.to_constraints())
+        decision, classification = await service.decide(body.query, body.to_constraints(), body.needs())
         response.headers["x-router-scorer"] = classification.scorer
         return DecideResponse(
             model=decision.model.name,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.pipeline.capabilities import Needs
 from router.pipeline.route import Constraints
 
 _Positive = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False, strict=True)]
@@ -40,6 +41,12 @@ class RouteRequest(BaseModel):
 
     query: str = Field(min_length=1, description="The user's query.", strict=True)
     constraints: ConstraintsIn | None = None
+    requires: list[Literal["tools", "vision", "json_schema"]] = Field(
+        default_factory=list, description="Capabilities the answering model must have (routes among those)."
+    )
+
+    def needs(self) -> Needs:
+        return Needs(**dict.fromkeys(self.requires, True))
 
     def to_constraints(self) -> Constraints:
         return self.constraints.to_constraints() if self.constraints else Constraints()
@@ -98,6 +105,10 @@ class ModelOut(BaseModel):
     context_window: int | None
     enabled: bool
     reasoning: bool = Field(False, description="A reasoning model: hidden reasoning tokens bill as output.")
+    supports_tools: bool = True
+    supports_vision: bool = True
+    supports_json_schema: bool = True
+    max_output_tokens: int | None = None
 
 
 class ModelsResponse(BaseModel):

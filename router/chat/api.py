@@ -16,6 +16,7 @@ from router.chat.conversation import estimate_prompt_tokens, routing_text
 from router.chat.schemas import OPENAI_ERRORS, ChatCompletionRequest
 from router.chat.stream import StreamCall, relay
 from router.errors import RouterError
+from router.pipeline.capabilities import needs_of, translate
 from router.pipeline.plan import PlanRequest
 from router.pipeline.record import Outcome
 from router.upstream.protocol import completion_from
@@ -97,6 +98,7 @@ def _plan_request(
         allow_outside_constraints=limits.allow_fallback_outside_constraints,
         pinned=None if req.routed else req.model,
         context_tokens=prompt_estimate + output,
+        needs=needs_of(body),
     )
 
 
@@ -146,15 +148,21 @@ def build_router(runtime: Runtime) -> APIRouter:
         dropped = bill_limits(req, body, service.settings)
         prompt_estimate = estimate_prompt_tokens(body["messages"], req.tools)
         plan = await service.plan(_plan_request(req, limits, body, prompt_estimate), deadline)
+        if not req.routed:  # the caller chose the model: a parameter it refuses is their 400, before a call
+            translate(body, plan.chain[0], pinned=True)
         if req.stream:
             body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
         send = service.clients.stream if req.stream else service.clients.post_json
+        changed: dict[str, list[str]] = {}
 
         async def call(model: ModelConfig, timeout_s: float) -> Any:
-            return await send(service.endpoint_for(model), model.deployment, body, timeout_s)
+            sent = translate(body, model, pinned=False)  # as this model accepts it (fallbacks included)
+            changed[model.name] = sent.dropped
+            return await send(service.endpoint_for(model), model.deployment, sent.body, timeout_s)
 
         bound = _output_bound(body, prompt_estimate, service.settings)
         execution = await service.execute(plan, call, deadline, request_id=rid, api="chat", too_large=bound)
+        dropped = [*dropped, *(n for n in changed.get(execution.model.name, []) if n not in dropped)]
         extra = {DROPPED_PARAMS_HEADER: ",".join(dropped)} if dropped else {}
         later = _quality_sample(runtime, plan, execution.model, rid, body)
         if req.stream:

@@ -43,8 +43,14 @@ class ModelConfig(BaseModel):
     max_complexity: float = Field(ge=0, le=1, allow_inf_nan=False)
     context_window: int | None = Field(None, gt=0)
     enabled: bool = True
-    # A reasoning model (o-series, gpt-5 family): it bills hidden reasoning tokens as output tokens.
+    # A reasoning model (o-series, gpt-5 family): it bills hidden reasoning tokens as output tokens,
+    # takes max_completion_tokens and refuses sampling parameters (router.pipeline.capabilities).
     reasoning: bool = False
+    # What the model accepts; permissive defaults so catalogues written before these existed still route.
+    supports_tools: bool = True
+    supports_vision: bool = True
+    supports_json_schema: bool = True
+    max_output_tokens: int | None = Field(None, gt=0)
 
     @field_validator("endpoint")
     @classmethod

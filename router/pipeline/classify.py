@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from router.models.config import cheapest_first
 from router.pipeline import pricing
+from router.pipeline.capabilities import translate
 from router.pipeline.judge import ScoreCache, bounded, judge_messages, parse_score
 from router.upstream.endpoints import endpoint_for
 from router.upstream.errors import error_kind
@@ -40,6 +41,10 @@ class Classification:
     judge_completion_tokens: int = 0
     judge_cost_usd: float = 0.0
     judge_usage_estimated: bool = False
+
+
+# One number, deterministically (a reasoning judge gets max_completion_tokens and no temperature).
+JUDGE_PARAMS = {"max_tokens": 8, "temperature": 0}
 
 
 def _rounded(score: float) -> float:
@@ -90,8 +95,7 @@ class Classifier:
                     judge.deployment,
                     judge_messages(query),
                     timeout_s=timeout_s,
-                    max_tokens=8,
-                    temperature=0,
+                    **translate(JUDGE_PARAMS, judge, pinned=False).body,
                 ),
                 timeout=timeout_s,
             )

@@ -7,10 +7,11 @@ judge and the chain; a conversation too large for a model's context window leave
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from router.errors import RouterError
+from router.pipeline.capabilities import Needs, capable, missing
 from router.pipeline.route import Constraints, Decision, choose, fallback_chain
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ class PlanRequest:
     allow_outside_constraints: bool = False
     pinned: str | None = None  # a model the caller named instead of "auto"
     context_tokens: int = 0  # tokens the request needs (prompt + output): smaller windows are left out
+    needs: Needs = field(
+        default_factory=Needs
+    )  # capabilities the request needs (tools, images, a JSON schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,11 @@ class Plan:
     classification: Classification
     constraints: Constraints
     allow_outside_constraints: bool
+    routable: tuple[ModelConfig, ...] = ()  # the models execute may retry on (those with the capabilities)
+
+
+# The request field each capability comes from, named in a 400.
+_PARAM_OF = {"tools": "tools", "vision": "messages", "json_schema": "response_format"}
 
 
 async def make_plan(
@@ -47,10 +56,20 @@ async def make_plan(
         if pinned is None:
             raise RouterError(f"The model '{request.pinned}' does not exist", code="model_not_found",
                               status=404, param="model")  # fmt: skip
+        lacking = missing(pinned, request.needs)
+        if lacking:
+            message = f"model {pinned.name!r} does not support {lacking[0]}, which the request uses"
+            raise RouterError(message, code="capability_unsupported", status=400, param=_PARAM_OF[lacking[0]])
         decision = Decision(pinned, (pinned,), "pinned by the caller")
-        return Plan(decision, [pinned], models, classifier.score(request.text), request.constraints, allow)
+        return Plan(decision, [pinned], models, classifier.score(request.text), request.constraints, allow,
+                    (pinned,))  # fmt: skip
+    routable = capable(models, request.needs)
+    needs = request.needs.names()
+    if not routable:
+        raise RouterError(f"no enabled model supports {' and '.join(needs)}, which the request uses",
+                          code="capability_unsupported", status=400, param=_PARAM_OF[needs[0]])  # fmt: skip
     needed = request.context_tokens
-    fitting = tuple(m for m in models if m.context_window is None or m.context_window >= needed)
+    fitting = tuple(m for m in routable if m.context_window is None or m.context_window >= needed)
     if not fitting:
         raise RouterError(
             f"the conversation needs about {needed} tokens; no model's context window is that large",
@@ -59,5 +78,8 @@ async def make_plan(
     classification = await classifier.classify(request.text, fitting, deadline)
     complexity = classification.complexity
     decision = choose(fitting, complexity, request.constraints)
+    if needs:
+        decision = Decision(decision.model, decision.candidates,
+                            f"{decision.reason}; only models that support {' and '.join(needs)}")  # fmt: skip
     chain = fallback_chain(fitting, decision, complexity, request.constraints, allow)
-    return Plan(decision, chain, models, classification, request.constraints, allow)
+    return Plan(decision, chain, models, classification, request.constraints, allow, routable)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from router.chat.conversation import estimate_prompt_tokens
 from router.errors import CatalogUnavailable, ExecutionFailed, NoModelsError
 from router.health import SharedHealth
+from router.pipeline.capabilities import Needs
 from router.pipeline.classify import Classification, Classifier
 from router.pipeline.execute import Attempt, Deadline, Execution, ExecutionPolicy, execute
 from router.pipeline.plan import Plan, PlanRequest, make_plan
@@ -109,7 +110,8 @@ class RouterService:
         refused unread for its size."""
         try:
             return await execute(
-                plan.chain, call, deadline, self.policy, models=plan.models, constraints=plan.constraints,
+                plan.chain, call, deadline, self.policy, models=plan.routable or plan.models,
+                constraints=plan.constraints,
                 allow_outside_constraints=plan.allow_outside_constraints,
             )  # fmt: skip
         except ExecutionFailed as failure:
@@ -152,8 +154,11 @@ class RouterService:
             await self.record(plan, outcome)
 
     # -- the flows ------------------------------------------------------------------------------
-    async def decide(self, query: str, constraints: Constraints) -> tuple[Decision, Classification]:
-        plan = await self.plan(PlanRequest(query, constraints), self.deadline(constraints))
+    async def decide(
+        self, query: str, constraints: Constraints, needs: Needs | None = None
+    ) -> tuple[Decision, Classification]:
+        request = PlanRequest(query, constraints, needs=needs or Needs())
+        plan = await self.plan(request, self.deadline(constraints))
         return plan.decision, plan.classification
 
     async def route(

@@ -27,6 +27,7 @@ from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router.pipeline import pricing
+from router.pipeline.capabilities import translate
 from router.pipeline.route import most_capable
 from router.quality.budget import MAX_IN_FLIGHT, DailyBudget, DayTotal, utc_day
 from router.quality.store import MAX_TEXT_CHARS, Writer, write_durably
@@ -290,7 +291,8 @@ class QualitySampler:
         try:
             async with asyncio.timeout(timeout):
                 endpoint = endpoint_for(model, self.settings)
-                return await self.clients.chat(endpoint, model.deployment, messages, timeout, **params), None
+                sent = translate(params, model, pinned=False).body  # as this model accepts them
+                return await self.clients.chat(endpoint, model.deployment, messages, timeout, **sent), None
         except Exception as exc:
             code, _, retry_after = error_kind(exc)
             if code == "http_429":  # a throttled deployment is news for the callers too
