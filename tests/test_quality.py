@@ -22,8 +22,8 @@ from router.api.functions_relay import relay
 from router.cli import main
 from router.dev.simulator import Reply
 from router.models.store import read_table
-from router.quality.report import PICO
 from router.quality.verdict import Z95
+from router.reports.aggregate import PICO
 from tests.conftest import MODELS, Harness, unique
 
 ROUTED = "routed answer: the capital of France is Paris"

@@ -10,7 +10,7 @@ gets a 400 naming the parameter, because they chose the model and asked for some
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +69,10 @@ def missing(model: ModelConfig, needs: Needs) -> list[str]:
     return [c for c in needs.names() if not has[c]]
 
 
-def capable(models: Iterable[ModelConfig], needs: Needs) -> tuple[ModelConfig, ...]:
+def capable(models: tuple[ModelConfig, ...], needs: Needs) -> tuple[ModelConfig, ...]:
+    """The models with every capability ``needs`` asks for (all of them, as given, when it asks none)."""
+    if not (needs.tools or needs.vision or needs.json_schema):
+        return models
     return tuple(m for m in models if not missing(m, needs))
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from router.errors import RouterError
 from router.quality.verdict import band, wilson
-from router.reports.aggregate import PICO, days, usd
+from router.reports.aggregate import days, to_int, to_pico, usd
 from router.reports.period import Period
 
 Samples = Sequence[Mapping[str, Any]]  # stored sample entities
@@ -28,20 +28,6 @@ METHOD = {
     "ci95": "Wilson score interval, 95%",
     "verdict": "judge asked twice, answers in both orders; disagreement counts as a tie",
 }
-
-
-def _pico(value: Any) -> int:
-    try:
-        return round(float(value) * PICO)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
 
 
 @dataclass(slots=True)
@@ -67,10 +53,12 @@ class Tally:
             self.losses += 1
         else:
             self.judge_errors += 1
-        self.shadow += _pico(e.get("shadow_usd"))
-        self.judge += _pico(e.get("judge_usd"))
-        self.shadow_tokens += _int(e.get("shadow_prompt_tokens")) + _int(e.get("shadow_completion_tokens"))
-        self.judge_tokens += _int(e.get("judge_prompt_tokens")) + _int(e.get("judge_completion_tokens"))
+        self.shadow += to_pico(e.get("shadow_usd"))
+        self.judge += to_pico(e.get("judge_usd"))
+        self.shadow_tokens += to_int(e.get("shadow_prompt_tokens")) + to_int(
+            e.get("shadow_completion_tokens")
+        )
+        self.judge_tokens += to_int(e.get("judge_prompt_tokens")) + to_int(e.get("judge_completion_tokens"))
 
     @property
     def judged(self) -> int:
@@ -153,7 +141,7 @@ def overhead(entities: Iterable[Mapping[str, Any]]) -> Spent:
     out: Spent = {}
     for e in entities:
         key = (str(e.get("PartitionKey")), str(e.get("routed_model") or "?"), str(e.get("scorer") or "?"))
-        out[key] = out.get(key, 0) + _pico(e.get("total_usd"))
+        out[key] = out.get(key, 0) + to_pico(e.get("total_usd"))
     return out
 
 

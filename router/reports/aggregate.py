@@ -82,7 +82,8 @@ def percentile(histogram: Mapping[int, int], q: float) -> float | None:
     raise AssertionError("unreachable: rank <= n")
 
 
-def _pico(value: Any) -> int:
+def to_pico(value: Any) -> int:
+    """A stored USD amount as integer pico-dollars (exact sums); anything unreadable counts 0."""
     try:
         usd = float(value)
     except (TypeError, ValueError):
@@ -90,7 +91,7 @@ def _pico(value: Any) -> int:
     return round(usd * PICO) if math.isfinite(usd) else 0
 
 
-def _int(value: Any) -> int:
+def to_int(value: Any) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -124,21 +125,21 @@ class Summary:
         ok = e.get("status", "ok") == "ok"
         if not ok:
             self.errors += 1
-        self.prompt_tokens += _int(e.get("prompt_tokens"))
-        self.completion_tokens += _int(e.get("completion_tokens"))
-        self.cached_tokens += _int(e.get("cached_tokens"))
-        self.reasoning_tokens += _int(e.get("reasoning_tokens"))
+        self.prompt_tokens += to_int(e.get("prompt_tokens"))
+        self.completion_tokens += to_int(e.get("completion_tokens"))
+        self.cached_tokens += to_int(e.get("cached_tokens"))
+        self.reasoning_tokens += to_int(e.get("reasoning_tokens"))
         if e.get("classifier_model"):
             self.judge_calls += 1
-        self.judge_prompt_tokens += _int(e.get("classifier_prompt_tokens"))
-        self.judge_completion_tokens += _int(e.get("classifier_completion_tokens"))
-        fallbacks = _int(e.get("fallbacks"))
+        self.judge_prompt_tokens += to_int(e.get("classifier_prompt_tokens"))
+        self.judge_completion_tokens += to_int(e.get("classifier_completion_tokens"))
+        fallbacks = to_int(e.get("fallbacks"))
         self.fallbacks += fallbacks
         self.calls_with_fallbacks += fallbacks > 0
-        self.spend += _pico(e.get("cost_usd"))
-        self.overhead += _pico(e.get("classifier_cost_usd"))
-        self.baseline += _pico(e.get("baseline_cost_usd"))
-        self.cache_savings += _pico(e.get("cache_savings_usd"))
+        self.spend += to_pico(e.get("cost_usd"))
+        self.overhead += to_pico(e.get("classifier_cost_usd"))
+        self.baseline += to_pico(e.get("baseline_cost_usd"))
+        self.cache_savings += to_pico(e.get("cache_savings_usd"))
         if ok:
             try:
                 latency = float(e.get("latency_ms", 0.0))
