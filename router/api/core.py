@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from router.api.body import json_body, parse_body
+from router.api.caller import caller_of
 from router.api.handlers import request_id
 from router.api.schemas import (
     DecideResponse,
@@ -94,7 +95,9 @@ def build_router(runtime: Runtime) -> APIRouter:
         body = await parse_body(request, RouteRequest)
         rid = request_id(request)
         service = await runtime.service()
-        result = await service.route(body.query, body.to_constraints(), rid, body.allow_outside_constraints)
+        result = await service.route(
+            body.query, body.to_constraints(), rid, body.allow_outside_constraints, caller_of(request)
+        )
         _log_route(rid, result, body.query if log_prompts else None)
         payload = route_response(result, rid).model_dump_json()  # typed: serialised once, not re-validated
         later = _quality_sample(runtime, result, rid, body.query)
@@ -107,7 +110,9 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def decide(request: Request, response: Response) -> DecideResponse:
         body = await parse_body(request, RouteRequest)
         service = await runtime.service()
-        decision, classification = await service.decide(body.query, body.to_constraints(), body.needs())
+        decision, classification = await service.decide(
+            body.query, body.to_constraints(), body.needs(), caller_of(request)
+        )
         response.headers["x-router-scorer"] = classification.scorer
         return DecideResponse(
             model=decision.model.name,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from router.api.body import json_body, parse_body
+from router.api.caller import caller_of
 from router.api.handlers import request_id
 from router.api.schemas import ConstraintsIn
 from router.chat.conversation import estimate_prompt_tokens, routing_text
@@ -23,6 +24,7 @@ from router.upstream.protocol import completion_from
 from router.upstream.usage import TokenUsage, read_usage, reply_chars
 
 if TYPE_CHECKING:
+    from router.callers.identity import Caller
     from router.models.config import ModelConfig
     from router.pipeline.classify import Classification
     from router.pipeline.execute import Deadline, Execution
@@ -89,7 +91,11 @@ def _output_bound(body: dict[str, Any], prompt_estimate: int, settings: Settings
 
 
 def _plan_request(
-    req: ChatCompletionRequest, limits: ConstraintsIn, body: dict[str, Any], prompt_estimate: int
+    req: ChatCompletionRequest,
+    limits: ConstraintsIn,
+    body: dict[str, Any],
+    prompt_estimate: int,
+    caller: Caller,
 ) -> PlanRequest:
     output = body.get("max_completion_tokens") or body.get("max_tokens") or 0
     return PlanRequest(
@@ -99,6 +105,7 @@ def _plan_request(
         pinned=None if req.routed else req.model,
         context_tokens=prompt_estimate + output,
         needs=needs_of(body),
+        caller=caller,
     )
 
 
@@ -147,7 +154,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         body = req.upstream_body()  # the messages as sent upstream are also what routing reads
         dropped = bill_limits(req, body, service.settings)
         prompt_estimate = estimate_prompt_tokens(body["messages"], req.tools)
-        plan = await service.plan(_plan_request(req, limits, body, prompt_estimate), deadline)
+        planned = _plan_request(req, limits, body, prompt_estimate, caller_of(request))
+        plan = await service.plan(planned, deadline)
         if not req.routed:  # the caller chose the model: a parameter it refuses is their 400, before a call
             translate(body, plan.chain[0], pinned=True)
         if req.stream:

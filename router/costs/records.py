@@ -21,6 +21,9 @@ class CostRecord(BaseModel):
     timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
     record_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     api: str = "route"  # which endpoint made the call: "route" or "chat"
+    # Who made it ("anonymous" under function keys, and in records made before callers existed).
+    caller: str = "anonymous"
+    team: str = "anonymous"
     model: str
     deployment: str
     complexity: float

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from router.callers.identity import ANONYMOUS, Caller
 from router.errors import RouterError
 from router.pipeline.capabilities import Needs, capable, missing
 from router.pipeline.route import Constraints, Decision, choose, fallback_chain
@@ -30,6 +31,7 @@ class PlanRequest:
     needs: Needs = field(
         default_factory=Needs
     )  # capabilities the request needs (tools, images, a JSON schema)
+    caller: Caller = ANONYMOUS  # who sent it: attribution in the record, and whose budget it draws on
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class Plan:
     constraints: Constraints
     allow_outside_constraints: bool
     routable: tuple[ModelConfig, ...] = ()  # the models execute may retry on (those with the capabilities)
+    caller: Caller = ANONYMOUS
 
 
 # The request field each capability comes from, named in a 400.
@@ -62,7 +65,7 @@ async def make_plan(
             raise RouterError(message, code="capability_unsupported", status=400, param=_PARAM_OF[lacking[0]])
         decision = Decision(pinned, (pinned,), "pinned by the caller")
         return Plan(decision, [pinned], models, classifier.score(request.text), request.constraints, allow,
-                    (pinned,))  # fmt: skip
+                    (pinned,), request.caller)  # fmt: skip
     routable = capable(models, request.needs)
     needs = request.needs.names()
     if not routable:
@@ -82,4 +85,4 @@ async def make_plan(
         decision = Decision(decision.model, decision.candidates,
                             f"{decision.reason}; only models that support {' and '.join(needs)}")  # fmt: skip
     chain = fallback_chain(fitting, decision, complexity, request.constraints, allow)
-    return Plan(decision, chain, models, classification, request.constraints, allow, routable)
+    return Plan(decision, chain, models, classification, request.constraints, allow, routable, request.caller)

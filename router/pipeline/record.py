@@ -45,6 +45,8 @@ def cost_record(plan: Plan, outcome: Outcome) -> CostRecord:
     return CostRecord(
         request_id=outcome.request_id,
         api=outcome.api,
+        caller=plan.caller.id,
+        team=plan.caller.team,
         model=model.name,
         deployment=model.deployment,
         complexity=c.complexity,

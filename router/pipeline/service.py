@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from router.callers.identity import ANONYMOUS, Caller
 from router.chat.conversation import estimate_prompt_tokens
 from router.errors import CatalogUnavailable, ExecutionFailed, NoModelsError
 from router.health import SharedHealth
@@ -155,17 +156,23 @@ class RouterService:
 
     # -- the flows ------------------------------------------------------------------------------
     async def decide(
-        self, query: str, constraints: Constraints, needs: Needs | None = None
+        self, query: str, constraints: Constraints, needs: Needs | None = None, caller: Caller = ANONYMOUS
     ) -> tuple[Decision, Classification]:
-        request = PlanRequest(query, constraints, needs=needs or Needs())
+        request = PlanRequest(query, constraints, needs=needs or Needs(), caller=caller)
         plan = await self.plan(request, self.deadline(constraints))
         return plan.decision, plan.classification
 
     async def route(
-        self, query: str, constraints: Constraints, request_id: str, allow_outside_constraints: bool = False
+        self,
+        query: str,
+        constraints: Constraints,
+        request_id: str,
+        allow_outside_constraints: bool = False,
+        caller: Caller = ANONYMOUS,
     ) -> RouteResult:
         deadline = self.deadline(constraints)
-        plan = await self.plan(PlanRequest(query, constraints, allow_outside_constraints), deadline)
+        request = PlanRequest(query, constraints, allow_outside_constraints, caller=caller)
+        plan = await self.plan(request, deadline)
         messages = [{"role": "user", "content": query}]
 
         async def call(model: ModelConfig, timeout_s: float) -> Any:

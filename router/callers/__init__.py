@@ -1,0 +1,1 @@
+"""Callers: who sent a request (identity), and what they may spend (budgets, rate limits)."""
