@@ -4,6 +4,7 @@
 
     Exception
     ├── RouterError                 an answer to the caller: HTTP ``status`` + stable ``code`` (+ ``param``)
+    │   │                           (+ ``retry_after_s`` on a 429: the Retry-After headers)
     │   ├── NoModelsError           503 no_models: the catalogue could not be loaded or has nothing enabled
     │   ├── UpstreamError           502 upstream_*: no deployment could answer
     │   │   └── UpstreamTooLarge    502 response_too_large: an upstream body passed MAX_UPSTREAM_BYTES
@@ -36,11 +37,18 @@ class RouterError(Exception):
     code = "internal_error"
 
     def __init__(
-        self, message: str, *, code: str | None = None, status: int | None = None, param: str | None = None
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        param: str | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.retry_after_s = retry_after_s  # a 429's wait, sent as Retry-After and retry-after-ms
         if code is not None:
             self.code = code
         if status is not None:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
+import openai
 import pytest
 
 from router.costs.records import CostRecord
@@ -183,6 +184,34 @@ async def test_health_and_chat_completions(loaded: dict[str, Any], sim: Any) -> 
         assert chat.json()["object"] == "chat.completion" and chat.json()["model"] == "small"
         assert chat.json()["choices"][0]["message"]["content"] == "hello"
         assert (await client.get("/api/nowhere")).status_code == 404  # the app's 404, through the worker
+
+
+async def test_the_azure_wire_format_through_the_worker(loaded: dict[str, Any], sim: Any) -> None:
+    """An unchanged AzureOpenAI client through the host: the function key goes in default_headers (the
+    host checks it; the SDK's own ``api-key`` alone is refused there), Azure's paths reach the app."""
+    sim.script("dep-small", Reply(content="hello", prompt_tokens=10, completion_tokens=2))
+    keyless = openai.AsyncAzureOpenAI(azure_endpoint=loaded["url"], api_key="not-a-function-key",
+                                      api_version="2024-10-21", max_retries=0)  # fmt: skip
+    keyed = openai.AsyncAzureOpenAI(azure_endpoint=loaded["url"], api_key="not-a-function-key",
+                                    api_version="2024-10-21", default_headers={"x-functions-key": KEY},
+                                    max_retries=0)  # fmt: skip
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            await keyless.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}])
+        completion = await keyed.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "Hi"}]
+        )
+        assert completion.model == "small" and completion.choices[0].message.content == "hello"
+        stream = await keyed.chat.completions.create(
+            model="dep-small", messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+        assert {c.model async for c in stream} == {"small"}
+        with pytest.raises(openai.NotFoundError) as info:
+            await keyed.chat.completions.create(model="nope", messages=[{"role": "user", "content": "Hi"}])
+        assert info.value.code == "DeploymentNotFound"
+    finally:
+        await keyless.close()
+        await keyed.close()
 
 
 WORDS, GAP = 12, 0.25  # the simulator sends one word every 0.25 s: about 3 s from first to last

@@ -15,14 +15,15 @@ from router.api.body import COMPONENT_REF
 from router.api.middleware import AwaitCostRecords, EdgeMiddleware
 from router.api.schemas import RouteRequest
 from router.chat import api as chat_api
-from router.chat.schemas import ChatCompletionRequest
+from router.chat import azure as azure_api
+from router.chat.schemas import AzureChatCompletionRequest, ChatCompletionRequest
 from router.quality import api as quality_api
 from router.quality.sampler import AfterResponse
 from router.reports import api as reports_api
 from router.runtime import Runtime
 
 # Bodies parsed by hand (router.api.body): their schemas are added to the OpenAPI document here.
-_BODY_MODELS: tuple[type[BaseModel], ...] = (RouteRequest, ChatCompletionRequest)
+_BODY_MODELS: tuple[type[BaseModel], ...] = (RouteRequest, ChatCompletionRequest, AzureChatCompletionRequest)
 
 
 def create_app(runtime: Runtime | None = None, *, functions_host: bool = False) -> FastAPI:
@@ -50,6 +51,7 @@ def create_app(runtime: Runtime | None = None, *, functions_host: bool = False) 
     handlers.install(app)
     app.include_router(core.build_router(runtime))
     app.include_router(chat_api.build_router(runtime))
+    app.include_router(azure_api.build_router(runtime))
     app.include_router(reports_api.build_router(runtime))
     app.include_router(quality_api.build_router(runtime))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

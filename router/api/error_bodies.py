@@ -1,5 +1,7 @@
-"""One error body per API family: the router's own shape, and OpenAI's on the ``/api/v1`` surface
-(the OpenAI SDKs parse ``{"error": {"message", "type", "param", "code"}}``)."""
+"""One error body per API family: the router's own shape, OpenAI's on the ``/api/v1`` surface (the OpenAI
+SDKs parse ``{"error": {"message", "type", "param", "code"}}``) and Azure OpenAI's on ``/openai/``: the same
+four fields (Azure's service errors carry ``code`` and ``message``, its model errors all four), with
+Azure's own code where Azure has one (``DeploymentNotFound``, ``BadRequest``, ``"404"``, ``"429"``)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,10 @@ import json
 from typing import Any
 
 OPENAI_PREFIX = "/api/v1/"
+AZURE_PREFIX = "/openai/"
+
+# Router codes Azure spells its own way (an unknown path is Azure's "404 Resource not found").
+_AZURE_CODES = {"not_found": ("404", "Resource not found")}
 
 
 def openai_type(status: int) -> str:
@@ -22,7 +28,9 @@ def openai_type(status: int) -> str:
 def error_body(
     path: str, status: int, code: str, message: str, request_id: str, param: str | None = None
 ) -> dict[str, Any]:
-    if path.startswith(OPENAI_PREFIX):
+    if path.startswith(AZURE_PREFIX):
+        code, message = _AZURE_CODES.get(code, (code, message))
+    if path.startswith((OPENAI_PREFIX, AZURE_PREFIX)):
         return {
             "error": {
                 "message": message,

@@ -4,6 +4,7 @@ and the request id (the router's shape, or OpenAI's on ``/api/v1``)."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
@@ -67,9 +68,18 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
+def retry_headers(retry_after_s: float | None) -> dict[str, str] | None:
+    """Retry-After (whole seconds, rounded up) and Azure's ``retry-after-ms``, which the SDKs prefer."""
+    if retry_after_s is None:
+        return None
+    wait = max(0.0, retry_after_s)
+    return {"retry-after": str(math.ceil(wait)), "retry-after-ms": str(math.ceil(wait * 1000))}
+
+
 async def _router_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RouterError)
-    return error_response(request, exc.status, exc.code, exc.message, param=exc.param)
+    headers = retry_headers(exc.retry_after_s)
+    return error_response(request, exc.status, exc.code, exc.message, param=exc.param, headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

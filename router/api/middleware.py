@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from router.api.error_bodies import error_bytes
+from router.api.error_bodies import AZURE_PREFIX, error_bytes
 from router.costs.recorder import awaiting_records
 from router.errors import BodyTooLarge
 
@@ -43,7 +43,11 @@ class EdgeMiddleware:
         if state is None:  # the Functions ASGI adapter passes "state": None
             state = scope["state"] = {}
         state["request_id"] = request_id
-        rid_header = (b"x-request-id", request_id.encode())
+        id_headers = [(b"x-request-id", request_id.encode())]
+        if scope.get("path", "").startswith(
+            AZURE_PREFIX
+        ):  # Azure OpenAI's name for it, which its clients log
+            id_headers.append((b"apim-request-id", request_id.encode()))
 
         for name, value in scope.get("headers", []):
             if name == b"content-length":
@@ -52,7 +56,7 @@ class EdgeMiddleware:
                 except ValueError:
                     too_large = False
                 if too_large:
-                    await _send_error(scope, send, 413, self._too_large_message(), request_id)
+                    await _send_error(scope, send, 413, self._too_large_message(), id_headers)
                     return
 
         received = 0
@@ -73,25 +77,28 @@ class EdgeMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", []), rid_header]
+                message["headers"] = [*message.get("headers", []), *id_headers]
             await send(message)
 
         try:
             await self.app(scope, limited_receive, send_with_id)
         except BodyTooLarge:
             if not started:
-                await _send_error(scope, send, 413, self._too_large_message(), request_id)
+                await _send_error(scope, send, 413, self._too_large_message(), id_headers)
 
     def _too_large_message(self) -> str:
         return f"request body is larger than MAX_BODY_BYTES ({self.max_body_bytes} bytes)"
 
 
-async def _send_error(scope: Scope, send: Send, status: int, message: str, request_id: str) -> None:
+async def _send_error(
+    scope: Scope, send: Send, status: int, message: str, id_headers: list[tuple[bytes, bytes]]
+) -> None:
+    request_id = id_headers[0][1].decode()
     body = error_bytes(scope.get("path", ""), status, "body_too_large", message, request_id)
     headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode()),
+        *id_headers,
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -122,14 +122,23 @@ def _router_headers(model: str, classification: Classification, cost: float | No
 
 
 def _quality_sample(
-    runtime: Runtime, plan: Plan, model: ModelConfig, rid: str, body: dict[str, Any]
+    runtime: Runtime, plan: Plan, model: ModelConfig, rid: str, body: dict[str, Any], api: str
 ) -> Later | None:
     """Whether this call is also compared with the baseline, after its response (router.quality)."""
     if runtime.settings.QUALITY_SAMPLE_RATE <= 0:
         return None  # the default: not even the routing text is rebuilt
     messages = body["messages"]
-    return runtime.sampler.consider(plan, model, request_id=rid, api="chat", prompt=routing_text(messages),
+    return runtime.sampler.consider(plan, model, request_id=rid, api=api, prompt=routing_text(messages),
                                     messages=messages, params=body)  # fmt: skip
+
+
+async def model_list(runtime: Runtime) -> dict[str, Any]:
+    """``auto`` and every enabled catalogue model, as OpenAI's ``GET /models`` lists them."""
+    service = await runtime.service()
+    models = await service.models()
+    data = [{"id": "auto", "object": "model", "created": 0, "owned_by": "router"}]
+    data += [{"id": m.name, "object": "model", "created": 0, "owned_by": "azure-openai"} for m in models]
+    return {"object": "list", "data": data}
 
 
 def build_router(runtime: Runtime) -> APIRouter:
@@ -137,60 +146,59 @@ def build_router(runtime: Runtime) -> APIRouter:
 
     @api.get("/models", responses=OPENAI_ERRORS)
     async def list_models() -> dict[str, Any]:
-        service = await runtime.service()
-        models = await service.models()
-        data = [{"id": "auto", "object": "model", "created": 0, "owned_by": "router"}]
-        data += [{"id": m.name, "object": "model", "created": 0, "owned_by": "azure-openai"} for m in models]
-        return {"object": "list", "data": data}
+        return await model_list(runtime)
 
     @api.post("/chat/completions", responses=OPENAI_ERRORS, openapi_extra=json_body(ChatCompletionRequest))
     async def chat_completions(request: Request) -> Any:
         # Any Authorization: Bearer value is ignored: in Azure the Functions host checks the function key.
-        req = await parse_body(request, ChatCompletionRequest)
-        rid = request_id(request)
-        service = await runtime.service()
-        limits = _limits(request, req)
-        deadline = service.deadline(limits.to_constraints())
-        body = req.upstream_body()  # the messages as sent upstream are also what routing reads
-        dropped = bill_limits(req, body, service.settings)
-        prompt_estimate = estimate_prompt_tokens(body["messages"], req.tools)
-        planned = _plan_request(req, limits, body, prompt_estimate, caller_of(request))
-        plan = await service.plan(planned, deadline)
-        if not req.routed:  # the caller chose the model: a parameter it refuses is their 400, before a call
-            translate(body, plan.chain[0], pinned=True)
-        if req.stream:
-            body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
-        send = service.clients.stream if req.stream else service.clients.post_json
-        changed: dict[str, list[str]] = {}
-
-        async def call(model: ModelConfig, timeout_s: float) -> Any:
-            sent = translate(body, model, pinned=False)  # as this model accepts it (fallbacks included)
-            changed[model.name] = sent.dropped
-            return await send(service.endpoint_for(model), model.deployment, sent.body, timeout_s)
-
-        bound = _output_bound(body, prompt_estimate, service.settings)
-        execution = await service.execute(plan, call, deadline, request_id=rid, api="chat", too_large=bound)
-        dropped = [*dropped, *(n for n in changed.get(execution.model.name, []) if n not in dropped)]
-        extra = {DROPPED_PARAMS_HEADER: ",".join(dropped)} if dropped else {}
-        later = _quality_sample(runtime, plan, execution.model, rid, body)
-        if req.stream:
-            stream = StreamCall(
-                service=service, plan=plan, model=execution.model, request_id=rid, deadline=deadline,
-                failed=execution.failed, prompt_tokens_estimate=prompt_estimate,
-                caller_wants_usage=bool(req.stream_options and req.stream_options.include_usage),
-                idle_timeout_s=service.settings.STREAM_IDLE_TIMEOUT_S,
-                on_end=later.stream_ended if later is not None else None,
-            )  # fmt: skip
-            headers = {**_router_headers(execution.model.name, plan.classification, None), **extra}
-            headers["cache-control"] = "no-cache"
-            events = relay(execution.result, stream)
-            return StreamingResponse(
-                events, media_type="text/event-stream", headers=headers, background=later
-            )
-        reply = JsonReply(rid, deadline, prompt_estimate, extra, later)
-        return await _json_reply(service, plan, execution, reply)
+        return await complete(runtime, request, await parse_body(request, ChatCompletionRequest))
 
     return api
+
+
+async def complete(runtime: Runtime, request: Request, req: ChatCompletionRequest, api: str = "chat") -> Any:
+    """One chat completion, for every surface that serves one (``/api/v1`` and Azure's wire format):
+    plan → execute → record, streamed or JSON. ``api`` is what the cost record says made the call."""
+    rid = request_id(request)
+    service = await runtime.service()
+    limits = _limits(request, req)
+    deadline = service.deadline(limits.to_constraints())
+    body = req.upstream_body()  # the messages as sent upstream are also what routing reads
+    dropped = bill_limits(req, body, service.settings)
+    prompt_estimate = estimate_prompt_tokens(body["messages"], req.tools)
+    planned = _plan_request(req, limits, body, prompt_estimate, caller_of(request))
+    plan = await service.plan(planned, deadline)
+    if not req.routed:  # the caller chose the model: a parameter it refuses is their 400, before a call
+        translate(body, plan.chain[0], pinned=True)
+    if req.stream:
+        body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
+    send = service.clients.stream if req.stream else service.clients.post_json
+    changed: dict[str, list[str]] = {}
+
+    async def call(model: ModelConfig, timeout_s: float) -> Any:
+        sent = translate(body, model, pinned=False)  # as this model accepts it (fallbacks included)
+        changed[model.name] = sent.dropped
+        return await send(service.endpoint_for(model), model.deployment, sent.body, timeout_s)
+
+    bound = _output_bound(body, prompt_estimate, service.settings)
+    execution = await service.execute(plan, call, deadline, request_id=rid, api=api, too_large=bound)
+    dropped = [*dropped, *(n for n in changed.get(execution.model.name, []) if n not in dropped)]
+    extra = {DROPPED_PARAMS_HEADER: ",".join(dropped)} if dropped else {}
+    later = _quality_sample(runtime, plan, execution.model, rid, body, api)
+    if req.stream:
+        stream = StreamCall(
+            service=service, plan=plan, model=execution.model, request_id=rid, deadline=deadline,
+            failed=execution.failed, prompt_tokens_estimate=prompt_estimate,
+            caller_wants_usage=bool(req.stream_options and req.stream_options.include_usage),
+            idle_timeout_s=service.settings.STREAM_IDLE_TIMEOUT_S,
+            on_end=later.stream_ended if later is not None else None, api=api,
+        )  # fmt: skip
+        headers = {**_router_headers(execution.model.name, plan.classification, None), **extra}
+        headers["cache-control"] = "no-cache"
+        events = relay(execution.result, stream)
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers, background=later)
+    reply = JsonReply(rid, deadline, prompt_estimate, extra, later, api)
+    return await _json_reply(service, plan, execution, reply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +210,7 @@ class JsonReply:
     prompt_estimate: int
     headers: dict[str, str]
     later: Later | None = None  # a quality sample, compared after the response is sent
+    api: str = "chat"
 
 
 async def _json_reply(
@@ -216,7 +225,7 @@ async def _json_reply(
         payload["model"] = model.name
     finally:
         outcome = Outcome(
-            request_id=reply.request_id, api="chat", model=model, latency_ms=reply.deadline.elapsed_ms(),
+            request_id=reply.request_id, api=reply.api, model=model, latency_ms=reply.deadline.elapsed_ms(),
             failed=execution.failed, prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens, usage_estimated=usage.estimated,
             cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,

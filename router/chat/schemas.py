@@ -72,6 +72,13 @@ class ChatCompletionRequest(BaseModel):
         return body
 
 
+class AzureChatCompletionRequest(ChatCompletionRequest):
+    """The body of ``/openai/deployments/{name}/chat/completions``: the path names the deployment, so the
+    body's ``model`` is optional and ignored, as with Azure OpenAI."""
+
+    model: str = Field("", max_length=256, description="Ignored: the deployment in the path decides.")
+
+
 class OpenAIErrorBody(BaseModel):
     message: str
     type: str
@@ -87,3 +94,4 @@ class OpenAIError(BaseModel):
 OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": OpenAIError} for code in (400, 404, 405, 413, 502, 503, 504)
 }
+AZURE_ERRORS: dict[int | str, dict[str, Any]] = {**OPENAI_ERRORS, 429: {"model": OpenAIError}}

@@ -46,6 +46,7 @@ class StreamCall:
     caller_wants_usage: bool
     idle_timeout_s: float
     on_end: Callable[[Outcome, str], None] | None = None  # the quality sampler, given the assembled text
+    api: str = "chat"  # the cost record's api: the surface the call came in on
 
 
 class StreamStopped(Exception):
@@ -163,7 +164,7 @@ def _record(call: StreamCall, progress: _Progress, error_code: str | None) -> Ou
     try:
         usage = read_usage(progress.usage, call.prompt_tokens_estimate, progress.chars)
         outcome = Outcome(
-            request_id=call.request_id, api="chat", model=call.model, latency_ms=call.deadline.elapsed_ms(),
+            request_id=call.request_id, api=call.api, model=call.model, latency_ms=call.deadline.elapsed_ms(),
             failed=call.failed, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             error_code=error_code, usage_estimated=usage.estimated,
             cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,

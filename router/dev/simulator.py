@@ -59,6 +59,8 @@ class Reply:
     chunked: bool = False  # send the answer without Content-Length, in 64 KiB pieces
     cached_tokens: int | None = None  # reported as cached instead of what the prompt cache would give
     reasoning_tokens: int | None = None  # a reasoning deployment's reasoning tokens (default: computed)
+    # Answer with these tool calls ({"id", "function": {"name", "arguments"}}), finish_reason "tool_calls".
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -178,6 +180,10 @@ class Simulator:
             )
         choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
                   "logprobs": None}  # fmt: skip
+        if reply.tool_calls:
+            calls = [{"type": "function", **c} for c in reply.tool_calls]
+            choice.update(message={"role": "assistant", "content": None, "tool_calls": calls},
+                          finish_reason="tool_calls")  # fmt: skip
         payload = {"id": cid, "object": "chat.completion", "created": created, "model": deployment,
                    "choices": [choice], "system_fingerprint": "fp_simulated"}  # fmt: skip
         if usage is not None:
@@ -288,6 +294,14 @@ async def _stream(
         return [{"index": 0, "delta": d, "finish_reason": finish}]
 
     yield chunk(delta({"role": "assistant", "content": ""}))
+    if reply.tool_calls:  # each call in one chunk, as Azure sends short arguments
+        for i, call in enumerate(reply.tool_calls):
+            yield chunk(delta({"tool_calls": [{"index": i, "type": "function", **call}]}))
+        yield chunk(delta({}, "tool_calls"))
+        if usage is not None:
+            yield chunk([], usage)
+        yield b"data: [DONE]\n\n"
+        return
     for i, piece in enumerate(content.split(" ")):
         if reply.cut_after_chunks is not None and i >= reply.cut_after_chunks:
             return  # the connection ends here: no finish_reason, no usage, no [DONE]
