@@ -28,9 +28,11 @@ from azure.identity.aio import ManagedIdentityCredential as AsyncManagedIdentity
 from azure.identity.aio import get_bearer_token_provider as async_bearer_token_provider
 
 from router.api.app import create_app
+from router.chat.azure_wire import resolve_deployment, throttled
 from router.dev.simulator import Reply
+from router.errors import RouterError, UpstreamError
 from router.runtime import Runtime
-from tests.conftest import CLIENT_ID, Harness
+from tests.conftest import CLIENT_ID, MODELS, Harness
 from tests.support import ThreadServer
 
 API_VERSION = "2024-10-21"
@@ -345,7 +347,25 @@ async def test_azure_deployment_decides_and_the_body_model_is_ignored(
     assert completion.model == model
 
 
-# -- the wire rules, over plain HTTP ------------------------------------------------------------------
+# -- the wire rules ------------------------------------------------------------------------------------
+
+
+def test_a_deployment_name_means_the_first_enabled_model_deployed_under_it() -> None:
+    shared = [MODELS[0], MODELS[1].model_copy(update={"deployment": "dep-small"})]
+    assert resolve_deployment("dep-small", shared, param=None) == "small"
+    assert resolve_deployment("medium", shared, param=None) == "medium"  # a model name wins
+    assert resolve_deployment("router", shared, param=None) == "router"
+    with pytest.raises(RouterError) as info:
+        resolve_deployment("dep-medium", shared, param="model")
+    assert (info.value.status, info.value.code, info.value.param) == (404, "DeploymentNotFound", "model")
+
+
+def test_throttled_waits_for_the_soonest_cooldown_else_the_default() -> None:
+    error = UpstreamError("no model could answer", code="upstream_http_429")
+    soonest = throttled(error, [0.0, 12.5, 3.2], default_s=10.0)
+    assert (soonest.status, soonest.code, soonest.retry_after_s) == (429, "429", 3.2)
+    assert "Please retry after 3 seconds" in soonest.message
+    assert throttled(error, [0.0, 0.0], default_s=10.0).retry_after_s == 10.0
 
 
 async def test_api_version_is_validated_as_azure_does(served: Served) -> None:
@@ -388,6 +408,10 @@ async def test_errors_have_azures_shape(served: Served) -> None:
         no_messages = await http.post("/openai/deployments/auto/chat/completions",
                                       params={"api-version": API_VERSION}, json={})  # fmt: skip
         assert no_messages.status_code == 400 and no_messages.json()["error"]["param"] == "messages"
+        too_large = await http.post("/openai/v1/chat/completions", content=b"x" * 1_100_000)
+        assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "body_too_large"
+        assert too_large.json()["error"]["type"] == "invalid_request_error"
+        assert too_large.headers["apim-request-id"] == too_large.headers["x-request-id"]
         unknown = await http.post("/openai/deployments/nope/chat/completions",
                                   params={"api-version": API_VERSION}, json={"messages": HELLO})  # fmt: skip
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "DeploymentNotFound"

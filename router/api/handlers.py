@@ -1,5 +1,6 @@
 """Exception → JSON error response, for every route: the status, a stable code, the field at fault,
-and the request id (the router's shape, or OpenAI's on ``/api/v1``)."""
+and the request id (the router's shape, OpenAI's on ``/api/v1``, Azure OpenAI's on ``/openai/``); a 429
+also says when to retry (``retry-after``, ``retry-after-ms``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""``/api/v1/chat/completions`` and ``/api/v1/models``: a drop-in base_url for OpenAI SDK apps."""
+"""``/api/v1/chat/completions`` and ``/api/v1/models``: a drop-in base_url for OpenAI SDK apps; and
+``complete``, the one chat-completion path that every surface calls (Azure's wire format too,
+``router.chat.azure``)."""
 
 from __future__ import annotations
 
