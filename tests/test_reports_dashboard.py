@@ -153,7 +153,9 @@ async def test_dashboard_renders_headline_values_and_charts_with_no_outside_requ
                 assert await page.locator("svg").count() == 4
                 # 14 days x (4 models + judge overhead) segments, minus any empty ones.
                 assert await page.locator("section").nth(0).locator("svg rect").count() >= 14 * 4
-                assert await page.locator("table tbody tr").count() == 4
+                # 4 models, then the seeded records' one caller and one team (anonymous: made before callers).
+                assert await page.locator("table tbody tr").count() == 4 + 2
+                assert await page.locator("#by-caller tbody tr td").first.inner_text() == "anonymous"
                 box = await page.locator("svg").first.bounding_box()
                 assert box is not None and box["width"] > 600 and box["height"] > 150
                 if js:
