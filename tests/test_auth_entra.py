@@ -254,9 +254,10 @@ def test_entra_settings_are_checked_at_startup():
         load_settings(base)
     with pytest.raises(SettingsError, match="AUTH_AUDIENCE"):
         load_settings({**base, "AUTH_TENANT_ID": TENANT})
+    evil = {"AUTH_TENANT_ID": TENANT, "AUTH_AUDIENCE": AUDIENCE,
+            "AUTH_METADATA_URL": "https://evil.example.com/.well-known/openid-configuration"}  # fmt: skip
     with pytest.raises(SettingsError, match="AUTH_METADATA_URL"):
-        load_settings({**base, "AUTH_TENANT_ID": TENANT, "AUTH_AUDIENCE": AUDIENCE,
-                       "AUTH_METADATA_URL": "https://evil.example.com/.well-known/openid-configuration"})  # fmt: skip
+        load_settings({**base, **evil})
     with pytest.raises(SettingsError, match="AUTH_MODE"):
         load_settings({**base, "AUTH_MODE": "entra,magic"})
     s = load_settings(

@@ -17,10 +17,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router.api.error_bodies import error_body
 from router.api.middleware import request_id_from
-from router.callers.auth import Authenticator, KeysUnavailable, Rejected, credentials_from
+from router.callers.auth import Authenticator, credentials_from
 from router.callers.entra import EntraVerifier, HttpKeySource, SigningKeys
 from router.callers.keys import KeyReader, KeyVerifier
 from router.callers.modes import audiences, default_metadata_url, issuers
+from router.errors import AuthRejected, KeysUnavailable
 
 if TYPE_CHECKING:
     from router.settings import Settings
@@ -79,7 +80,7 @@ class AuthMiddleware:
         headers = scope.get("headers", [])
         try:
             state["caller"] = await self.authenticator.authenticate(credentials_from(headers))
-        except Rejected as exc:
+        except AuthRejected as exc:
             rid = state.setdefault("request_id", request_id_from(headers))
             log.info("request %s refused (401): %s", rid, exc.reason)
             await _answer(scope, send, 401, "unauthorized", UNAUTHORIZED, rid)

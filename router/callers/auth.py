@@ -19,19 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from router.callers.entra import EntraVerifier, KeysUnavailable, TokenRejected
+from router.callers.entra import EntraVerifier
 from router.callers.identity import ANONYMOUS, Caller
 from router.callers.keys import KeyVerifier, looks_like_key
-
-__all__ = ["Authenticator", "Credentials", "KeysUnavailable", "Rejected", "credentials_from"]
-
-
-class Rejected(Exception):
-    """No acceptable credential; ``reason`` goes to the log, the caller gets one generic answer."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+from router.errors import AuthRejected as Rejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +88,7 @@ class Authenticator:
                 raise Rejected("unknown, revoked or malformed router key")
             return caller
         assert self.entra is not None
-        try:
-            return await self.entra.verify(value)
-        except TokenRejected as exc:
-            raise Rejected(exc.reason) from None
+        return await self.entra.verify(value)  # TokenRejected is a Rejected
 
     def _choose(self, creds: Credentials) -> tuple[str, str] | None:
         """Which verifier checks which value; None when the request carries nothing an enabled mode reads."""

@@ -13,7 +13,8 @@ import json
 import sys
 from typing import Any
 
-from router.callers.store import CallerExists, UnknownCaller, create_caller, list_callers, revoke_caller
+from router.callers.store import create_caller, list_callers, revoke_caller
+from router.errors import CallerExists, UnknownCaller
 from router.settings import Settings, load_settings
 from router.tables import ensure_table, open_service
 from router.terminal import printable

@@ -33,6 +33,7 @@ import jwt
 
 from router.callers.identity import Caller
 from router.callers.modes import url_problem
+from router.errors import KeysUnavailable, TokenRejected
 
 if TYPE_CHECKING:
     import httpx2
@@ -43,18 +44,6 @@ ALGORITHMS = ["RS256"]
 MAX_DOCUMENT_BYTES = 512 * 1024  # metadata and key-set documents are a few kB
 FETCH_TIMEOUT_S = 5.0
 _ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-
-
-class TokenRejected(Exception):
-    """The token is not acceptable; ``reason`` is for the log, never for the caller."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class KeysUnavailable(Exception):
-    """No signing keys could be fetched yet: the request cannot be checked (503, not 401)."""
 
 
 KeyFetch = Callable[[], Awaitable[dict[str, Any]]]

@@ -19,19 +19,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from router.callers.keys import KEY_PARTITION, check_name, new_key
+from router.errors import CallerExists, UnknownCaller
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
 CALLER_PARTITION = "caller"
-
-
-class CallerExists(ValueError):
-    """``callers create`` for a name that has an active key."""
-
-
-class UnknownCaller(ValueError):
-    """No caller of that name (or it has no active key)."""
 
 
 @dataclass(frozen=True, slots=True)

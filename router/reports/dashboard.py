@@ -321,7 +321,6 @@ def render(
         (g["model"], [(float(g["calls"]), colors[g["model"]], f"{g['share_of_calls'] * 100:.1f}%")])
         for g in sorted(report["groups"], key=lambda g: (-g["calls"], g["model"]))
     ]
-    lat_rows = _latency_rows(cube)
     cards = _cards(t) + _quality_card(build_quality_report(quality, period, None), t)
     table_rows = _table_rows(report["groups"])
     hidden = f'<input type="hidden" name="code" value="{escape(code)}">' if code else ""
@@ -352,7 +351,7 @@ def render(
 <section><h2>Calls per model</h2>
 {_hbars(calls_rows, lambda v, text: f"{v:,.0f} calls ({text})")}</section>
 <section><h2>Latency percentiles (ok calls)</h2>
-{_hbars(lat_rows, lambda v, text: f"{text} {v:,.0f} ms")}
+{_hbars(_latency_rows(cube), lambda v, text: f"{text} {v:,.0f} ms")}
 {_legend([("p50", "#60a5fa"), ("p95", "#1d4ed8")])}</section>
 <section><h2>By model</h2><table><thead><tr><th>model</th><th>calls</th><th>share</th><th>errors</th>
 <th>fallbacks</th><th>cached tokens</th><th>spend</th><th>judge</th><th>baseline</th><th>savings</th>
