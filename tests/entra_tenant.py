@@ -25,6 +25,7 @@ OTHER_TENANT = "9a8b7c6d-1e2f-4a3b-8c7d-6e5f4a3b2c1d"
 AUDIENCE = "api://llm-router-tests"
 CLIENT_ID = "6c2d0f4e-1a3b-4c5d-8e9f-0a1b2c3d4e5f"
 APP_ID = "1d2e3f4a-5b6c-4d7e-8f9a-0b1c2d3e4f5a"  # the calling app (its managed identity's client id)
+IDENTITY_SECRET = uuid.uuid4().hex  # the calling app's IDENTITY_HEADER
 
 
 def new_rsa() -> rsa.RSAPrivateKey:
@@ -55,6 +56,7 @@ class Tenant:
     metadata_hits: int = 0
     jwks_hits: int = 0
     base_url: str = ""
+    issued_for: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -79,10 +81,24 @@ class Tenant:
             self.jwks_hits += 1
             return JSONResponse({"keys": [jwk_of(k, kid) for kid, k in self.keys.items()]})
 
+        async def msi_token(request: Request) -> JSONResponse:
+            """The App Service managed-identity protocol, as a calling app's azure-identity uses it: a
+            token for ``resource``, signed by this tenant, naming the identity's client id as the app."""
+            if request.headers.get("x-identity-header") != IDENTITY_SECRET:
+                return JSONResponse({"error": "bad identity header"}, status_code=401)
+            resource = request.query_params.get("resource") or ""
+            self.issued_for.append(resource)
+            token = self.token(aud=resource, azp=None, appid=APP_ID, ver="1.0",
+                               iss=f"https://sts.windows.net/{self.tenant}/")  # fmt: skip
+            expires = str(int(time.time()) + 3600)
+            return JSONResponse({"access_token": token, "expires_on": expires, "resource": resource,
+                                 "token_type": "Bearer", "client_id": APP_ID})  # fmt: skip
+
         return Starlette(
             routes=[
                 Route(f"/{self.tenant}/v2.0/.well-known/openid-configuration", metadata),
                 Route(f"/{self.tenant}/discovery/v2.0/keys", jwks),
+                Route("/msi/token", msi_token),
             ]
         )
 

@@ -13,17 +13,21 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 
+from router.api.app import create_app
 from router.callers.modes import check_entra_settings, url_problem
 from router.dev.simulator import Reply
 from router.errors import SettingsError
+from router.runtime import Runtime
 from router.settings import load_settings
 from tests.conftest import Harness
 from tests.entra_tenant import (
     APP_ID,
     AUDIENCE,
     CLIENT_ID,
+    IDENTITY_SECRET,
     OTHER_TENANT,
     TENANT,
     Tenant,
@@ -281,3 +285,49 @@ def test_metadata_url_policy():
     assert url_problem("http://127.0.0.1:8080/x", True) is None
     assert url_problem("http://localhost.evil.example/x", True)
     check_entra_settings(TENANT, AUDIENCE, None, False)
+
+
+async def test_a_calling_app_with_its_managed_identity_streams_through_the_openai_sdk(
+    harness_factory: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+):
+    """The README's set-up end to end: the calling app's real azure-identity credential gets a token for
+    ``api://<router>/.default`` (from the loopback managed-identity endpoint, signed by the local tenant),
+    the real OpenAI SDK sends it as its bearer over HTTP, streamed and not, and each cost record names
+    the identity's app id."""
+    from azure.identity.aio import ManagedIdentityCredential, get_bearer_token_provider
+
+    h: Harness = await harness_factory(**entra_settings(tenant))
+    answer = Reply(content="hello there", prompt_tokens=100, completion_tokens=20)
+    h.simulator.script("dep-small", answer, answer)
+    server = ThreadServer(create_app(Runtime(h.settings))).start()
+    # The calling app's own identity endpoint (the router keeps the tests' one for its upstream calls).
+    with monkeypatch.context() as env:
+        env.setenv("IDENTITY_ENDPOINT", f"{tenant.base_url}/msi/token")
+        env.setenv("IDENTITY_HEADER", IDENTITY_SECRET)
+        credential = ManagedIdentityCredential()
+    try:
+        provider = get_bearer_token_provider(credential, f"{AUDIENCE}/.default")
+        client = openai.AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key=await provider(), max_retries=0)
+        messages = [{"role": "user", "content": "hi"}]
+        reply = await client.chat.completions.create(model="auto", messages=messages,  # type: ignore[arg-type]
+                                                     extra_headers={"x-request-id": "mi-1"})  # fmt: skip
+        assert reply.choices[0].message.content == "hello there"
+        stream = await client.chat.completions.create(model="auto", messages=messages, stream=True,  # type: ignore[arg-type]
+                                                      extra_headers={"x-request-id": "mi-2"})  # fmt: skip
+        assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "hello there"
+        await client.close()
+        assert tenant.issued_for == [AUDIENCE]
+        rows: dict[str, Any] = {}
+        for _ in range(200):  # the serving app writes its records in the background
+            rows = {r["request_id"]: r for r in await h.costs() if r["request_id"] in ("mi-1", "mi-2")}
+            if len(rows) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert {rid: (r["caller"], r["team"], r["api"]) for rid, r in rows.items()} == {
+            "mi-1": (APP_ID, APP_ID, "chat"), "mi-2": (APP_ID, APP_ID, "chat"),
+        }  # fmt: skip
+        # $0.00015 × 0.1 + $0.0006 × 0.02 on "small"
+        assert rows["mi-1"]["cost_usd"] == pytest.approx(0.000027, abs=1e-9)
+    finally:
+        await credential.close()
+        server.stop()

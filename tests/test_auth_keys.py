@@ -5,6 +5,7 @@ cache's time, no sleeps); no table read per request; the caller and team on ever
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -118,6 +119,13 @@ async def test_bad_keys_are_the_same_401_and_the_openai_sdk_sees_authentication_
         assert caught.value.status_code == 401 and caught.value.code == "unauthorized"
         await good.close()
         await bad_client.close()
+        rows: list[dict[str, Any]] = []
+        for _ in range(200):  # the serving app writes its record in the background
+            rows = await keyed.costs()
+            if rows:
+                break
+            await asyncio.sleep(0.05)
+        assert [(r["caller"], r["team"], r["api"]) for r in rows] == [("dave", "dave", "chat")]
     finally:
         server.stop()
 
