@@ -131,7 +131,7 @@ class KeyVerifier:
             pending = asyncio.ensure_future(self._read(key_id))
             self._inflight[key_id] = pending
             try:
-                row = await pending
+                row = await asyncio.shield(pending)  # a caller that leaves does not cancel the others' read
             finally:
                 self._inflight.pop(key_id, None)
             self._rows[key_id] = (now, row)
