@@ -1,6 +1,10 @@
-"""Azure Functions entry point: the router's one FastAPI app behind a function-key-protected HTTP trigger
-served by HTTP streams (``router.api.functions_relay``), and the timer that rolls up closed days' costs.
-Same function name, route, methods and auth level as the former ``func.AsgiFunctionApp``."""
+"""Azure Functions entry point: the router's one FastAPI app behind an HTTP trigger served by HTTP streams
+(``router.api.functions_relay``), and the timer that rolls up closed days' costs. Same function name,
+route and methods as the former ``func.AsgiFunctionApp``.
+
+The trigger's auth level follows ``AUTH_MODE``: ``FUNCTION`` (the host checks the function key) when
+``function-key`` is listed, the default; ``ANONYMOUS`` otherwise, because then the app itself checks every
+request (Entra tokens, router keys; router.api.auth) and a caller has no function key to send."""
 
 from __future__ import annotations
 
@@ -26,11 +30,12 @@ api = create_app(functions_host=True)
 runtime = api.state.runtime
 settings = runtime.settings
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+auth_level = func.AuthLevel.FUNCTION if "function-key" in settings.auth_modes else func.AuthLevel.ANONYMOUS
+app = func.FunctionApp(http_auth_level=auth_level)
 
 
 @app.function_name("http_app_func")
-@app.route(route="/{*route}", methods=list(func.HttpMethod), auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="/{*route}", methods=list(func.HttpMethod), auth_level=auth_level)
 async def http_app_func(req: Request) -> StreamingResponse:
     return await relay(api, req)
 

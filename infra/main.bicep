@@ -58,6 +58,20 @@ param costsRollupTableName string = 'costsdaily'
 @maxLength(63)
 param qualityTableName string = 'quality'
 
+@description('Table holding router keys (salted hashes) and callers\' teams (CALLERS_TABLE); the app only reads it.')
+@minLength(3)
+@maxLength(63)
+param callersTableName string = 'callers'
+
+@description('How callers authenticate (AUTH_MODE): function-key (the host checks the function key), entra, keys, or a comma list. Without function-key the HTTP trigger is anonymous at the host and the app checks every request.')
+param authMode string = 'function-key'
+
+@description('entra: the tenant whose tokens are accepted (AUTH_TENANT_ID); empty = this deployment\'s tenant.')
+param authTenantId string = ''
+
+@description('entra: accepted token audiences, comma-separated (AUTH_AUDIENCE): the router\'s app registration, api://<app> and/or its client id.')
+param authAudience string = ''
+
 @description('Azure OpenAI data-plane API version the router calls (AZURE_OPENAI_API_VERSION).')
 param openAiApiVersion string = '2024-10-21'
 
@@ -146,6 +160,7 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     tableNames: [
       modelsTableName
+      callersTableName
       costsTableName
       healthTableName
       costsRollupTableName
@@ -191,6 +206,11 @@ module functionApp 'modules/function-app.bicep' = {
         HEALTH_TABLE: healthTableName
         COSTS_ROLLUP_TABLE: costsRollupTableName
         QUALITY_TABLE: qualityTableName
+        CALLERS_TABLE: callersTableName
+        // Who may call (README "Teams and budgets"); function_app.py sets the trigger's auth level from it.
+        AUTH_MODE: authMode
+        AUTH_TENANT_ID: empty(authTenantId) ? tenant().tenantId : authTenantId
+        AUTH_AUDIENCE: authAudience
         AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
         // The app's token goes to this deployment's account only (README, Security): its host, as the suffix.
         ALLOWED_ENDPOINT_SUFFIXES: '.${split(openAi.outputs.endpoint, '/')[2]}'
@@ -211,6 +231,7 @@ module rbac 'modules/rbac.bicep' = {
     openAiAccountName: openAi.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     modelsTableName: modelsTableName
+    callersTableName: callersTableName
     dataTableNames: [
       costsTableName
       healthTableName
@@ -237,5 +258,6 @@ output COSTS_TABLE string = costsTableName
 output HEALTH_TABLE string = healthTableName
 output COSTS_ROLLUP_TABLE string = costsRollupTableName
 output QUALITY_TABLE string = qualityTableName
+output CALLERS_TABLE string = callersTableName
 @description('The deployments parameter as JSON; the postprovision hook builds the catalogue from it.')
 output AZURE_OPENAI_DEPLOYMENTS string = string(deployments)

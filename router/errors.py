@@ -14,10 +14,15 @@
     ├── CatalogUnavailable          internal (RuntimeError): no model configs; surfaces as NoModelsError
     ├── TransactionFailed           internal: a Table entity-group transaction was refused (nothing stored)
     ├── BodyTooLarge                internal: the edge middleware's signal to answer 413 body_too_large
+    ├── AuthRejected                internal: no acceptable credential (401 unauthorized, one generic body;
+    │   └── TokenRejected           the ``reason`` is logged, never sent); an Entra token that fails a check
+    ├── KeysUnavailable             internal: Entra signing keys cannot be fetched (503 auth_unavailable)
     └── ValueError
         ├── SettingsError           a setting is missing or invalid; the message names the variable
         ├── WeightsError            a classifier weights file does not match this version
-        └── DataError               an evaluation data file or option is unusable
+        ├── DataError               an evaluation data file or option is unusable
+        ├── CallerExists            ``callers create`` for a name that already has an active key
+        └── UnknownCaller           ``callers revoke`` for a name with no active key
 
 Only ``RouterError`` crosses the HTTP edge (``router.api``): anything else reaching it is a bug and
 becomes a 500 ``internal_error`` carrying the request id.
@@ -126,3 +131,27 @@ class WeightsError(ValueError):
 
 class DataError(ValueError):
     """A routing-data file or option cannot be used; the message says which and why."""
+
+
+class AuthRejected(Exception):
+    """No acceptable credential; ``reason`` goes to the log, the caller gets one generic 401."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TokenRejected(AuthRejected):
+    """An Entra token failed a check (signature, algorithm, issuer, audience, lifetime, tenant)."""
+
+
+class KeysUnavailable(Exception):
+    """No Entra signing keys could be fetched yet: the request cannot be checked (503, not 401)."""
+
+
+class CallerExists(ValueError):
+    """``callers create`` for a name that already has an active key."""
+
+
+class UnknownCaller(ValueError):
+    """No caller of that name with an active key."""

@@ -10,8 +10,10 @@ import asyncio
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from router.callers.store import read_key_row
 from router.classifiers import get_scorer
 from router.costs.recorder import CostRecorder
 from router.costs.transactions import submit_upserts
@@ -143,6 +145,10 @@ class Runtime:
 
         table = await self._cached_table(self.settings.QUALITY_TABLE)
         return await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    async def read_key_row(self, key_id: str) -> Mapping[str, Any] | None:
+        """One router key's row (a point read by key id), for the key cache (router.callers.keys)."""
+        return await read_key_row(await self._cached_table(self.settings.CALLERS_TABLE), key_id)
 
     async def _quality_day_total(self, day: str) -> float:
         return await day_total_usd(await self._cached_table(self.settings.QUALITY_TABLE), day)

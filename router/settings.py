@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from router.callers.modes import check_entra_settings, parse_auth_modes
 from router.classifiers import names
 from router.endpoint_policy import DEFAULT_SUFFIXES, LOOPBACK_HOSTS, EndpointPolicy, parse_suffixes
 from router.errors import SettingsError
@@ -161,6 +162,41 @@ class Settings(BaseModel):
         description="Shadow + judge spend per UTC day across instances (approximate); unset = none.",
     )
 
+    # Callers: who may call, and who each call is attributed to (router.callers; README "Teams and budgets")
+    AUTH_MODE: str = Field(
+        "function-key",
+        description="How callers authenticate: function-key (the Functions host checks a shared key; every "
+        "caller is anonymous), entra (bearer tokens validated in-process), keys (router keys), or a comma "
+        "list (any listed mode may authenticate a request).",
+    )
+    AUTH_TENANT_ID: str | None = Field(None, description="entra: the tenant whose tokens are accepted.")
+    AUTH_AUDIENCE: str | None = Field(
+        None, description="entra: comma list of accepted audiences (api://<app> and/or the client id)."
+    )
+    AUTH_TEAM_CLAIM: str | None = Field(
+        None, description="entra: the token claim naming the caller's team; unset = the caller id."
+    )
+    AUTH_METADATA_URL: str | None = Field(
+        None,
+        description="entra: OpenID metadata URL; default Microsoft's for AUTH_TENANT_ID. Only an https URL "
+        "on an Entra login host, or loopback under ALLOW_LOOPBACK_ENDPOINTS.",
+    )
+    AUTH_KEYS_REFRESH_S: float = Field(
+        3600.0, ge=60, le=86400, description="entra: signing keys are re-fetched this often (background)."
+    )
+    AUTH_KEYS_MIN_REFRESH_S: float = Field(
+        60.0, ge=0, le=3600, description="entra: an unknown kid re-fetches the keys at most this often."
+    )
+    AUTH_CLOCK_SKEW_S: float = Field(120.0, ge=0, le=600, description="entra: leeway on exp and nbf.")
+    CALLERS_TABLE: Annotated[str, Field(pattern=_TABLE_NAME)] = Field(
+        "callers", description="keys: router keys (salted hashes only) and callers' teams."
+    )
+    CALLERS_CACHE_TTL_S: float = Field(
+        30.0, ge=0, le=3600,
+        description="keys: how long a key row is trusted without re-reading it (a revoke takes effect "
+        "within this time).",
+    )  # fmt: skip
+
     @field_validator("AZURE_OPENAI_ENDPOINT", "TABLES_ENDPOINT")
     @classmethod
     def _empty_url_is_unset(cls, v: str | None) -> str | None:
@@ -178,7 +214,15 @@ class Settings(BaseModel):
             raise ValueError(f"unknown classifier; choose one of {', '.join(names())}")
         return v
 
-    @field_validator("AZURE_CLIENT_ID", "TABLES_CONNECTION_STRING", "CLASSIFIER_MODEL", "QUALITY_JUDGE_MODEL")
+    @field_validator("AUTH_MODE")
+    @classmethod
+    def _auth_modes(cls, v: str) -> str:
+        return ",".join(parse_auth_modes(v))
+
+    @field_validator(
+        "AZURE_CLIENT_ID", "TABLES_CONNECTION_STRING", "CLASSIFIER_MODEL", "QUALITY_JUDGE_MODEL",
+        "AUTH_TENANT_ID", "AUTH_AUDIENCE", "AUTH_TEAM_CLAIM", "AUTH_METADATA_URL",
+    )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, v: str | None) -> str | None:
         return v or None
@@ -201,7 +245,16 @@ class Settings(BaseModel):
             raise ValueError(f"AZURE_OPENAI_ENDPOINT {why}")
         if self.TABLES_ENDPOINT:
             _check_tables_endpoint(self.TABLES_ENDPOINT, self.ALLOW_LOOPBACK_ENDPOINTS)
+        if "entra" in self.auth_modes:
+            check_entra_settings(
+                self.AUTH_TENANT_ID, self.AUTH_AUDIENCE, self.AUTH_METADATA_URL, self.ALLOW_LOOPBACK_ENDPOINTS
+            )
         return self
+
+    @property
+    def auth_modes(self) -> tuple[str, ...]:
+        """``AUTH_MODE`` as its modes (validated: known names, no repeats)."""
+        return tuple(self.AUTH_MODE.split(","))
 
     @cached_property
     def endpoint_policy(self) -> EndpointPolicy:

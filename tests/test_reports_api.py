@@ -365,7 +365,7 @@ async def test_report_queries_read_only_partitions_in_range_and_select_only_need
         "model", "classifier", "scorer", "status", "prompt_tokens", "completion_tokens", "cost_usd",
         "classifier_model", "classifier_prompt_tokens", "classifier_completion_tokens",
         "classifier_cost_usd", "baseline_cost_usd", "latency_ms", "fallbacks",
-        "cached_tokens", "reasoning_tokens", "cache_savings_usd",
+        "cached_tokens", "reasoning_tokens", "cache_savings_usd", "caller", "team",
     }  # fmt: skip
     partitions = set()
     for q in queries:

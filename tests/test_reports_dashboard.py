@@ -33,10 +33,14 @@ MODELS = {
     "gpt-4.1": (0.002, 0.008, 1500, 0.12),
 }
 BASE_IN, BASE_OUT = MODELS["gpt-4.1"][:2]
+# caller: (team, share of traffic): drawn from their own generator, so the traffic itself is unchanged.
+CALLERS = {"checkout": ("payments", 0.4), "billing-api": ("payments", 0.15), "search": ("discovery", 0.3),
+           "support-bot": ("support", 0.15)}  # fmt: skip
 
 
 def traffic() -> list[CostRecord]:
     rnd = random.Random(20250602)
+    who = random.Random(17)
     out = []
     for d in range(DAYS):
         day = START + timedelta(days=d)
@@ -50,6 +54,7 @@ def traffic() -> list[CostRecord]:
             jpt, jct = (rnd.randint(180, 420), 2) if judged else (0, 0)
             if failed:
                 pt = ct = 0
+            caller = who.choices(list(CALLERS), weights=[c[1] for c in CALLERS.values()])[0]
             out.append(
                 CostRecord(
                     request_id=f"d{d}-{i}",
@@ -71,9 +76,20 @@ def traffic() -> list[CostRecord]:
                     status="error" if failed else "ok",
                     error_code="upstream_http_500" if failed else None,
                     fallbacks=1 if failed or rnd.random() < 0.04 else 0,
+                    caller=caller,
+                    team=CALLERS[caller][0],
                 )
             )
     return out
+
+
+def attribution(records: list[CostRecord]) -> list[tuple[str, str, float]]:
+    """(caller|team, name, total spend incl. the judge) for each caller and team."""
+    sums: dict[tuple[str, str], list[float]] = {}
+    for r in records:
+        for by in ("caller", "team"):
+            sums.setdefault((by, getattr(r, by)), []).extend([r.cost_usd, r.classifier_cost_usd])
+    return [(by, name, math.fsum(v)) for (by, name), v in sums.items()]
 
 
 def money(v: float) -> str:
@@ -153,7 +169,13 @@ async def test_dashboard_renders_headline_values_and_charts_with_no_outside_requ
                 assert await page.locator("svg").count() == 4
                 # 14 days x (4 models + judge overhead) segments, minus any empty ones.
                 assert await page.locator("section").nth(0).locator("svg rect").count() >= 14 * 4
-                assert await page.locator("table tbody tr").count() == 4
+                # 4 models, then 4 callers and 3 teams, biggest spend first, spend summed here.
+                assert await page.locator("table tbody tr").count() == 4 + 4 + 3
+                for by, name, total in attribution(records):
+                    row = page.locator(f"#by-{by} tbody tr", has_text=name).first
+                    assert await row.locator("td").nth(5).inner_text() == money(total), (by, name)
+                first = await page.locator("#by-caller tbody tr td").first.inner_text()
+                assert first == max(attribution(records), key=lambda t: (t[0] == "caller", t[2]))[1]
                 box = await page.locator("svg").first.bounding_box()
                 assert box is not None and box["width"] > 600 and box["height"] > 150
                 if js:

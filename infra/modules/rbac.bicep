@@ -3,6 +3,7 @@
 // .../storageAccounts/<account>/tableServices/default/tables/<table>, "Assign an Azure role for access to
 // table data", learn.microsoft.com/azure/storage/tables/assign-azure-role-data-access):
 //   models                     Storage Table Data Reader: the app never writes its own routing;
+//   callers                    Storage Table Data Reader: keys are made and revoked by `callers` (CLI);
 //   costs, health, roll-ups    Storage Table Data Contributor.
 // No table role on the account: that would include write on models (roles only add up). The deploying
 // user (optional) gets account-wide data roles so the postprovision hook can write the catalogue and
@@ -15,6 +16,9 @@ param applicationInsightsName string
 
 @description('The model catalogue table: the app may only read it.')
 param modelsTableName string
+
+@description('The callers table (router keys): the app may only read it.')
+param callersTableName string
 
 @description('Tables the app reads and writes (costs, health, cost roll-ups).')
 param dataTableNames string[]
@@ -64,6 +68,11 @@ resource modelsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@202
   name: modelsTableName
 }
 
+resource callersTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2025-01-01' existing = {
+  parent: tableService
+  name: callersTableName
+}
+
 resource dataTables 'Microsoft.Storage/storageAccounts/tableServices/tables@2025-01-01' existing = [
   for tableName in dataTableNames: {
     parent: tableService
@@ -94,6 +103,16 @@ resource appStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 resource appModelsReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(modelsTable.id, appPrincipalId, roles.storageTableDataReader)
   scope: modelsTable
+  properties: {
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataReader)
+  }
+}
+
+resource appCallersReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(callersTable.id, appPrincipalId, roles.storageTableDataReader)
+  scope: callersTable
   properties: {
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'

@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from router.api import core, handlers
+from router.api.auth import AuthMiddleware, build_authenticator, close_authenticator
 from router.api.body import COMPONENT_REF
 from router.api.middleware import AwaitCostRecords, EdgeMiddleware
 from router.api.schemas import RouteRequest
@@ -33,10 +34,12 @@ def create_app(runtime: Runtime | None = None, *, functions_host: bool = False) 
     (no drain), so each invocation waits up to ``COST_AWAIT_MS`` for its cost records instead."""
     runtime = runtime or Runtime()
     settings = runtime.settings
+    authenticator = build_authenticator(settings, runtime.read_key_row)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await close_authenticator(authenticator)
         await runtime.close()
 
     app = FastAPI(
@@ -48,6 +51,7 @@ def create_app(runtime: Runtime | None = None, *, functions_host: bool = False) 
         redoc_url=None,
     )
     app.state.runtime = runtime
+    app.state.authenticator = authenticator
     handlers.install(app)
     app.include_router(core.build_router(runtime))
     app.include_router(chat_api.build_router(runtime))
@@ -56,6 +60,8 @@ def create_app(runtime: Runtime | None = None, *, functions_host: bool = False) 
     app.include_router(quality_api.build_router(runtime))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.MAX_BODY_BYTES)
+    if authenticator is not None:  # outside the edge: no answer at all (not even a 413) without a credential
+        app.add_middleware(AuthMiddleware, authenticator=authenticator)
     if functions_host and settings.COST_AWAIT_MS > 0:
         app.add_middleware(AwaitCostRecords, budget_s=settings.COST_AWAIT_MS / 1000)
     app.add_middleware(AfterResponse)  # outermost: quality samples start once the whole call has returned

@@ -38,10 +38,10 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_from(scope.get("headers", []))
         state = scope.get("state")
         if state is None:  # the Functions ASGI adapter passes "state": None
             state = scope["state"] = {}
+        request_id = state.get("request_id") or request_id_from(scope.get("headers", []))
         state["request_id"] = request_id
         id_headers = [(b"x-request-id", request_id.encode())]
         if scope.get("path", "").startswith(

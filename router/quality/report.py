@@ -164,7 +164,8 @@ def _charge(fig: dict[str, Any], pico: int) -> None:
 
 def charge_report(report: dict[str, Any], spent: Spent) -> dict[str, Any]:
     """The /api/costs report with ``quality_check_usd`` in the totals and in every group (by day, routed
-    model or scorer; a classifier group carries none: a sample's spend belongs to no classifier row)."""
+    model or scorer; a classifier, caller or team group carries none: a sample's spend belongs to no such
+    row, the samples are the router's own calls)."""
     lo, hi = report["from"], report["to"]
     inside = {k: v for k, v in spent.items() if lo <= k[0] <= hi}
     _charge(report["totals"], sum(inside.values()))

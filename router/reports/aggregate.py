@@ -27,8 +27,9 @@ GAMMA = (1 + ALPHA) / (1 - ALPHA)
 _LOG_GAMMA = math.log(GAMMA)
 MIN_LATENCY_MS = 0.01  # anything faster is counted as this (the bucket index stays bounded)
 
-GroupBy = Literal["model", "day", "classifier", "scorer"]
-GROUP_BY: tuple[GroupBy, ...] = ("model", "day", "classifier", "scorer")
+GroupBy = Literal["model", "day", "classifier", "scorer", "caller", "team"]
+GROUP_BY: tuple[GroupBy, ...] = ("model", "day", "classifier", "scorer", "caller", "team")
+ANONYMOUS = "anonymous"  # the caller and team of records made before callers existed, or under function keys
 
 # The only columns a report reads (the Table query selects exactly these).
 COLUMNS = (
@@ -49,6 +50,8 @@ COLUMNS = (
     "baseline_cost_usd",
     "latency_ms",
     "fallbacks",
+    "caller",
+    "team",
 )
 
 METHOD = {
@@ -177,18 +180,21 @@ class GroupKey(NamedTuple):
     model: str
     classifier: str
     scorer: str = "?"  # "?" for records made before cost records named their scorer
+    caller: str = ANONYMOUS  # who made the call (router.callers)
+    team: str = ANONYMOUS
 
 
 Cube = dict[GroupKey, Summary]
 
 
 def summarize(day: str, entities: Iterable[Mapping[str, Any]], cube: Cube | None = None) -> Cube:
-    """Fold one day's entities into a cube keyed by (day, model, classifier, scorer)."""
+    """Fold one day's entities into a cube keyed by (day, model, classifier, scorer, caller, team)."""
     cube = {} if cube is None else cube
     for e in entities:
         key = GroupKey(
-            day, str(e.get("model") or "?"), str(e.get("classifier") or "?"), str(e.get("scorer") or "?")
-        )
+            day, str(e.get("model") or "?"), str(e.get("classifier") or "?"), str(e.get("scorer") or "?"),
+            str(e.get("caller") or ANONYMOUS), str(e.get("team") or ANONYMOUS),
+        )  # fmt: skip
         s = cube.get(key)
         if s is None:
             s = cube[key] = Summary()

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from router.quality import report as quality_report
 from router.quality.store import read_period
 from router.reports import dashboard
-from router.reports.aggregate import Cube, build_report
+from router.reports.aggregate import GROUP_BY, Cube, build_report
 from router.reports.params import REPORT_ERRORS, FromQ, ToQ, single
 from router.reports.period import Period, parse_group_by, parse_period
 from router.reports.store import Sources, load_cube
@@ -41,7 +41,7 @@ _HTML_HEADERS = {
 # Documented as dates; validated by hand (period.py) so that errors name the parameter in our words.
 ByQ = Annotated[
     str | None,
-    Query(description="Group rows by", json_schema_extra={"enum": ["model", "day", "classifier", "scorer"]}),
+    Query(description="Group rows by", json_schema_extra={"enum": list(GROUP_BY)}),
 ]
 
 

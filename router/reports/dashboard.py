@@ -278,6 +278,32 @@ def _table_rows(groups: Sequence[dict[str, Any]]) -> str:
     )
 
 
+def _spend_table(title: str, by: str, groups: Sequence[dict[str, Any]]) -> str:
+    """Spend and savings per caller or per team (``group_by`` caller / team groups), biggest spend first."""
+    ordered = sorted(groups, key=lambda g: (-g["total_spend_usd"], g[by]))
+    rows = "".join(
+        f"<tr><td>{escape(g[by])}</td><td>{g['calls']:,}</td><td>{g['errors']:,}</td>"
+        f"<td>{money(g['spend_usd'])}</td><td>{money(g['overhead_usd'])}</td>"
+        f"<td>{money(g['total_spend_usd'])}</td><td>{money(g['baseline_usd'])}</td>"
+        f"<td>{money(g['savings_usd'])}</td><td>{pct(g['savings_pct'])}</td></tr>"
+        for g in ordered
+    )
+    return (
+        f'<section id="by-{by}"><h2>{escape(title)}</h2><table><thead><tr><th>{by}</th><th>calls</th>'
+        "<th>errors</th><th>spend</th><th>judge</th><th>total spend</th><th>baseline</th><th>savings</th>"
+        f"<th>savings %</th></tr></thead><tbody>{rows}</tbody></table></section>"
+    )
+
+
+def _attribution(cube: Cube, period: Period) -> str:
+    """The per-caller and per-team tables (quality checks are the router's own calls: in no caller's row)."""
+    by_caller = build_report(cube, period.start, period.end, "caller")["groups"]
+    by_team = build_report(cube, period.start, period.end, "team")["groups"]
+    return _spend_table("Spend and savings by caller", "caller", by_caller) + _spend_table(
+        "Spend and savings by team", "team", by_team
+    )
+
+
 def render(
     cube: Cube, period: Period, sources: dict[str, int], code: str | None = None, quality: Samples = ()
 ) -> str:
@@ -295,7 +321,6 @@ def render(
         (g["model"], [(float(g["calls"]), colors[g["model"]], f"{g['share_of_calls'] * 100:.1f}%")])
         for g in sorted(report["groups"], key=lambda g: (-g["calls"], g["model"]))
     ]
-    lat_rows = _latency_rows(cube)
     cards = _cards(t) + _quality_card(build_quality_report(quality, period, None), t)
     table_rows = _table_rows(report["groups"])
     hidden = f'<input type="hidden" name="code" value="{escape(code)}">' if code else ""
@@ -326,11 +351,12 @@ def render(
 <section><h2>Calls per model</h2>
 {_hbars(calls_rows, lambda v, text: f"{v:,.0f} calls ({text})")}</section>
 <section><h2>Latency percentiles (ok calls)</h2>
-{_hbars(lat_rows, lambda v, text: f"{text} {v:,.0f} ms")}
+{_hbars(_latency_rows(cube), lambda v, text: f"{text} {v:,.0f} ms")}
 {_legend([("p50", "#60a5fa"), ("p95", "#1d4ed8")])}</section>
 <section><h2>By model</h2><table><thead><tr><th>model</th><th>calls</th><th>share</th><th>errors</th>
 <th>fallbacks</th><th>cached tokens</th><th>spend</th><th>judge</th><th>baseline</th><th>savings</th>
 <th>savings %</th><th>p50</th><th>p95</th></tr></thead><tbody>{table_rows}</tbody></table></section>
+{_attribution(cube, period)}
 <footer>Baseline: the same tokens (cached, uncached and completion alike) priced on the most capable enabled
 model at the time of each call. Prompt cache saved: cached prompt tokens at the input minus the cached input
 price. Total
