@@ -165,3 +165,36 @@ async def test_bad_names_are_refused_by_the_cli(keyed: Harness):
         assert done.returncode == 2 and "caller name" in done.stderr, name
     done = callers_cli(keyed.settings, "create", "ok-name", "--team", "bad team")
     assert done.returncode == 2 and "team" in done.stderr
+
+
+async def test_an_unchanged_azure_openai_client_authenticates_with_a_router_key_as_api_key(keyed: Harness):
+    """The Azure SDK sends ``api_key`` as the ``api-key`` header on the /openai paths: a router key there is
+    the caller; a wrong one is a 401 in Azure's error shape, and nothing is called or recorded for it."""
+    key = create(keyed.settings, "frank", "--team", "search")
+    server = ThreadServer(create_app(Runtime(keyed.settings))).start()
+    try:
+        good = openai.AsyncAzureOpenAI(
+            azure_endpoint=server.url, api_key=key, api_version="2024-10-21", max_retries=0
+        )
+        messages: Any = [{"role": "user", "content": "hi"}]
+        reply = await good.chat.completions.create(model="auto", messages=messages)
+        assert reply.choices[0].message.content == "ok"
+        stream = await good.chat.completions.create(model="auto", messages=messages, stream=True)
+        assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "ok"
+        bad = openai.AsyncAzureOpenAI(
+            azure_endpoint=server.url, api_key=key[:-1], api_version="2024-10-21", max_retries=0
+        )
+        with pytest.raises(openai.AuthenticationError) as caught:
+            await bad.chat.completions.create(model="auto", messages=messages)
+        assert caught.value.status_code == 401 and caught.value.code == "unauthorized"
+        await good.close()
+        await bad.close()
+        rows: list[dict[str, Any]] = []
+        for _ in range(200):  # the serving app writes its records in the background
+            rows = await keyed.costs()
+            if len(rows) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert sorted((r["caller"], r["team"], r["api"]) for r in rows) == [("frank", "search", "azure")] * 2
+    finally:
+        server.stop()
