@@ -116,6 +116,7 @@ class Target:
 
 def target_for(model: ModelConfig, backend: Backend, default_endpoint: str | None) -> Target:
     endpoint = backend.endpoint or model.endpoint or default_endpoint
+    endpoint = endpoint.rstrip("/") if endpoint else None
     view = model.model_copy(
         update={"deployment": backend.deployment, "endpoint": endpoint, "backends": (backend,)}
     )

@@ -27,8 +27,8 @@ GAMMA = (1 + ALPHA) / (1 - ALPHA)
 _LOG_GAMMA = math.log(GAMMA)
 MIN_LATENCY_MS = 0.01  # anything faster is counted as this (the bucket index stays bounded)
 
-GroupBy = Literal["model", "day", "classifier", "scorer"]
-GROUP_BY: tuple[GroupBy, ...] = ("model", "day", "classifier", "scorer")
+GroupBy = Literal["model", "day", "classifier", "scorer", "deployment"]
+GROUP_BY: tuple[GroupBy, ...] = ("model", "day", "classifier", "scorer", "deployment")
 
 # The only columns a report reads (the Table query selects exactly these).
 COLUMNS = (
@@ -49,6 +49,9 @@ COLUMNS = (
     "baseline_cost_usd",
     "latency_ms",
     "fallbacks",
+    "deployment",
+    "endpoint",
+    "provisioned",
 )
 
 METHOD = {
@@ -177,6 +180,10 @@ class GroupKey(NamedTuple):
     model: str
     classifier: str
     scorer: str = "?"  # "?" for records made before cost records named their scorer
+    # The backend that answered ("?" endpoint in records made before backends existed).
+    deployment: str = "?"
+    endpoint: str = "?"
+    provisioned: bool = False
 
 
 Cube = dict[GroupKey, Summary]
@@ -187,8 +194,9 @@ def summarize(day: str, entities: Iterable[Mapping[str, Any]], cube: Cube | None
     cube = {} if cube is None else cube
     for e in entities:
         key = GroupKey(
-            day, str(e.get("model") or "?"), str(e.get("classifier") or "?"), str(e.get("scorer") or "?")
-        )
+            day, str(e.get("model") or "?"), str(e.get("classifier") or "?"), str(e.get("scorer") or "?"),
+            str(e.get("deployment") or "?"), str(e.get("endpoint") or "?"), e.get("provisioned") is True,
+        )  # fmt: skip
         s = cube.get(key)
         if s is None:
             s = cube[key] = Summary()
@@ -286,6 +294,18 @@ def build_report(cube: Cube, start: date, end: date, group_by: GroupBy | None) -
         report["groups"] = [
             {"day": d.isoformat(), **figures(by_day.get(d.isoformat(), Summary()), totals.calls)}
             for d in days(start, end)
+        ]
+    elif group_by == "deployment":
+        by_backend = rollup(cube, lambda k: (k.deployment, k.endpoint, k.provisioned))
+        ordered_backends = sorted(by_backend.items(), key=lambda kv: (-kv[1].calls, kv[0]))
+        report["groups"] = [
+            {
+                "deployment": d,
+                "endpoint": None if e == "?" else e,
+                "provisioned": p,
+                **figures(s, totals.calls),
+            }
+            for (d, e, p), s in ordered_backends
         ]
     elif group_by is not None:
         groups = by_model if group_by == "model" else rollup(cube, lambda k: getattr(k, group_by))

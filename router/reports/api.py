@@ -8,7 +8,7 @@ parameter.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from router.quality import report as quality_report
 from router.quality.store import read_period
-from router.reports import dashboard
+from router.reports import dashboard, utilisation
 from router.reports.aggregate import Cube, build_report
 from router.reports.params import REPORT_ERRORS, FromQ, ToQ, single
 from router.reports.period import Period, parse_group_by, parse_period
@@ -41,7 +41,10 @@ _HTML_HEADERS = {
 # Documented as dates; validated by hand (period.py) so that errors name the parameter in our words.
 ByQ = Annotated[
     str | None,
-    Query(description="Group rows by", json_schema_extra={"enum": ["model", "day", "classifier", "scorer"]}),
+    Query(
+        description="Group rows by",
+        json_schema_extra={"enum": ["model", "day", "classifier", "scorer", "deployment"]},
+    ),
 ]
 
 
@@ -84,6 +87,13 @@ def build_router(runtime: Runtime) -> APIRouter:
         cube, sources = await load(period)
         report: dict[str, Any] = build_report(cube, period.start, period.end, by)
         report["source"] = sources.to_dict()
+        if by == "deployment":  # provisioned backends: tokens as a share of their budget (catalogue TPM)
+            service = await runtime.service()
+            tpm = utilisation.budgets(
+                await service.catalog.all_models(), runtime.settings.AZURE_OPENAI_ENDPOINT
+            )
+            minutes = utilisation.period_minutes(period, datetime.now(UTC))
+            utilisation.add_budget_shares(report["groups"], tpm, minutes)
         return JSONResponse(await _charged(report, await table(runtime.settings.QUALITY_TABLE), period))
 
     @router.get(

@@ -35,11 +35,12 @@ PAGE_SIZE = 1000  # the service maximum per page
 SLICES = 8  # a day's partition is read as this many RowKey (time) ranges in parallel
 CONCURRENCY = 16  # queries in flight at once
 # Roll-up format version (2: groups keyed by scorer too; 3: cached and reasoning tokens, cache savings in
-# the summary); a day stored with another version is recomputed.
-SCHEMA = 3
+# the summary; 4: groups keyed by the backend too); a day stored with another version is recomputed.
+SCHEMA = 4
 MARKER = "day"  # RowKey of the row that says "this day's roll-up is complete"
 _DAY_MS = 86_400_000
-_ROLLUP_COLUMNS = ("PartitionKey", "RowKey", "schema", "groups", "model", "classifier", "scorer", "summary")
+_ROLLUP_COLUMNS = ("PartitionKey", "RowKey", "schema", "groups", "model", "classifier", "scorer", "summary",
+                   "deployment", "endpoint", "provisioned")  # fmt: skip
 
 
 @dataclass
@@ -111,9 +112,10 @@ async def scan_day(
     return merged, sum(n for _, n in parts)
 
 
-def group_row_key(model: str, classifier: str, scorer: str) -> str:
+def group_row_key(model: str, classifier: str, scorer: str, *backend: str) -> str:
     # Model names are free text; a hash keeps the RowKey within the characters Table Storage allows.
-    return "g-" + hashlib.sha256(f"{model}\x00{classifier}\x00{scorer}".encode()).hexdigest()[:32]
+    text = "\x00".join((model, classifier, scorer, *backend))
+    return "g-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 async def read_rollups(table: TableClient, period: Period) -> dict[date, Cube]:
@@ -136,7 +138,10 @@ async def read_rollups(table: TableClient, period: Period) -> dict[date, Cube]:
 
 
 def _group_key(pk: str, row: dict[str, Any]) -> GroupKey:
-    return GroupKey(pk, str(row["model"]), str(row["classifier"]), str(row.get("scorer") or "?"))
+    return GroupKey(
+        pk, str(row["model"]), str(row["classifier"]), str(row.get("scorer") or "?"),
+        str(row.get("deployment") or "?"), str(row.get("endpoint") or "?"), row.get("provisioned") is True,
+    )  # fmt: skip
 
 
 async def write_rollup(table: TableClient, day: date, cube: Cube) -> None:
@@ -149,7 +154,9 @@ async def write_rollup(table: TableClient, day: date, cube: Cube) -> None:
     ops: list[tuple[str, dict[str, Any]]] = []
     keep: set[str] = set()
     for key, s in sorted(cube.items(), key=lambda kv: kv[0]):
-        rk = group_row_key(key.model, key.classifier, key.scorer)
+        rk = group_row_key(
+            key.model, key.classifier, key.scorer, key.deployment, key.endpoint, str(key.provisioned)
+        )
         keep.add(rk)
         entity = {
             "PartitionKey": pk,
@@ -158,6 +165,9 @@ async def write_rollup(table: TableClient, day: date, cube: Cube) -> None:
             "model": key.model,
             "classifier": key.classifier,
             "scorer": key.scorer,
+            "deployment": key.deployment,
+            "endpoint": key.endpoint,
+            "provisioned": key.provisioned,
             "summary": json.dumps(s.to_dict(), separators=(",", ":")),
         }
         ops.append(("upsert", entity))
