@@ -95,6 +95,7 @@ class Target:
     model: ModelConfig
     backend: Backend
     key: str
+    source: ModelConfig  # the catalogue model, with all its backends
     headers: Mapping[str, str] | None = None
     limits: RateLimits | None = field(default=None)
 
@@ -121,7 +122,8 @@ def target_for(model: ModelConfig, backend: Backend, default_endpoint: str | Non
         update={"deployment": backend.deployment, "endpoint": endpoint, "backends": (backend,)}
     )
     spill = backend.spillover_deployment
-    return Target(view, backend, backend_key(model, backend), {SPILLOVER_HEADER: spill} if spill else None)
+    headers = {SPILLOVER_HEADER: spill} if spill else None
+    return Target(view, backend, backend_key(model, backend), model, headers)
 
 
 Call = Callable[[Target, float], Any]

@@ -200,7 +200,7 @@ async def execute(
             if kind == "fatal":
                 error = caller_error(code, model.name, walk.failed[:-1], upstream_message(exc))
                 raise ExecutionFailed(error, model, walk.failed) from None
-            walk.current = model  # its other backends first
+            walk.current = target.source  # its other backends first
             if kind == "context":
                 walk.current = None
                 bigger = larger_context(models, model, constraints, allow_outside_constraints)
