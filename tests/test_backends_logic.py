@@ -171,6 +171,16 @@ def test_a_sent_request_spends_from_the_hint():
     assert not b.has_capacity("k", 600) and b.has_capacity("k", 400)
 
 
+def test_requests_sent_after_an_answered_one_are_taken_off_its_remaining_count():
+    now = [0.0]
+    b = board(now)
+    first = b.reserve("k", 100)
+    b.reserve("k", 100)  # sent after the first, still in flight: Azure's count for the first lacks it
+    b.reserve("k", 100)
+    b.observe("k", remaining_tokens=450, remaining_requests=None, ticket=first)
+    assert b.has_capacity("k", 250) and not b.has_capacity("k", 251)  # 450 - 2 x 100
+
+
 def test_a_low_hint_is_shared_at_most_once_per_refresh_and_merged_when_newer():
     now = [100.0]
     a, other = board(now, share_below_tokens=1000), board(now, share_below_tokens=1000)

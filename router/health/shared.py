@@ -91,13 +91,21 @@ class SharedHealth:
     def has_capacity(self, name: str, demand_tokens: int) -> bool:
         return self.board.has_capacity(name, demand_tokens)
 
-    def reserve(self, name: str, demand_tokens: int) -> None:
-        self.board.reserve(name, demand_tokens)
+    def reserve(self, name: str, demand_tokens: int) -> int:
+        return self.board.reserve(name, demand_tokens)
+
+    def release(self, name: str, ticket: int) -> None:
+        self.board.release(name, ticket)
 
     def observe(
-        self, name: str, remaining_tokens: int | None, remaining_requests: int | None, reset_s: float | None
+        self,
+        name: str,
+        remaining_tokens: int | None,
+        remaining_requests: int | None,
+        reset_s: float | None,
+        ticket: int | None = None,
     ) -> None:
-        if self.board.observe(name, remaining_tokens, remaining_requests, reset_s):
+        if self.board.observe(name, remaining_tokens, remaining_requests, reset_s, ticket):
             self._share(name)
 
     def cooldown_remaining(self, name: str) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # Clocks of two instances may disagree by this much: a row another instance wrote at its cap is still
@@ -36,6 +36,8 @@ class ModelHealth:
     hint_until: float = 0.0
     hint_at: float = 0.0
     hint_shared_at: float = -math.inf
+    # Requests sent and not yet answered: ticket -> their token estimate (see ``reserve``).
+    inflight: dict[int, int] = field(default_factory=dict)
 
 
 class HealthBoard:
@@ -63,6 +65,7 @@ class HealthBoard:
         self.clock = clock
         self._window_s = window_s  # a rate-limit window when the response names no reset time
         self._share_below_tokens = share_below_tokens
+        self._tickets = 0
 
     def _state(self, name: str) -> ModelHealth:
         state = self._states.get(name)
@@ -112,16 +115,24 @@ class HealthBoard:
             return False
         return state.hint_tokens is None or state.hint_tokens >= demand_tokens
 
-    def reserve(self, name: str, demand_tokens: int) -> None:
-        """A request sent on a live hint spends from it, so concurrent requests do not all count on the
-        same remaining tokens (the next response replaces the guess with Azure's number)."""
+    def reserve(self, name: str, demand_tokens: int) -> int:
+        """A request is being sent: it spends from a live hint, so concurrent requests do not all count
+        on the same remaining tokens, and it is in flight until ``observe`` or ``release`` with the
+        returned ticket."""
+        state = self._state(name)
+        self._tickets += 1
+        state.inflight[self._tickets] = demand_tokens
+        if state.hint_until > self.clock():
+            if state.hint_tokens is not None:
+                state.hint_tokens -= demand_tokens
+            if state.hint_requests is not None:
+                state.hint_requests -= 1
+        return self._tickets
+
+    def release(self, name: str, ticket: int) -> None:
         state = self._states.get(name)
-        if state is None or state.hint_until <= self.clock():
-            return
-        if state.hint_tokens is not None:
-            state.hint_tokens -= demand_tokens
-        if state.hint_requests is not None:
-            state.hint_requests -= 1
+        if state is not None:
+            state.inflight.pop(ticket, None)
 
     def observe(
         self,
@@ -129,13 +140,23 @@ class HealthBoard:
         remaining_tokens: int | None,
         remaining_requests: int | None,
         reset_s: float | None = None,
+        ticket: int | None = None,
     ) -> bool:
         """Take a response's remaining tokens/requests as the backend's hint until ``reset_s`` from now
-        (else the assumed window). True when it is worth telling other instances: the backend is nearly
-        out (no requests, or fewer tokens than ``share_below_tokens``), at most once per refresh."""
+        (else the assumed window). The counts were taken when Azure admitted the request (``ticket``):
+        the requests sent after it and still in flight are not in them yet, so they are taken off.
+        True when it is worth telling other instances: the backend is nearly out (no requests, or fewer
+        tokens than ``share_below_tokens``), at most once per refresh."""
+        state = self._state(name)
+        if ticket is not None:
+            state.inflight.pop(ticket, None)
         if remaining_tokens is None and remaining_requests is None:
             return False
-        state = self._state(name)
+        later = [d for t, d in state.inflight.items() if ticket is None or t > ticket]
+        if remaining_tokens is not None:
+            remaining_tokens -= sum(later)
+        if remaining_requests is not None:
+            remaining_requests -= len(later)
         now = self.clock()
         wait = self._window_s if reset_s is None else min(reset_s, self._max_cooldown_s)
         state.hint_tokens, state.hint_requests = remaining_tokens, remaining_requests

@@ -49,20 +49,44 @@ def choose_backend(
     rng: random.Random | None = None,
 ) -> Backend | None:
     """The backend for the next attempt at ``model``, or None when none is usable."""
-    groups: dict[int, list[Backend]] = {}
-    for b in model.backends:
-        groups.setdefault(b.priority, []).append(b)
-    for priority in sorted(groups):
+    for group in _prepared(model).groups:
         usable = [
-            b
-            for b in groups[priority]
-            if (key := backend_key(model, b)) not in exclude
-            and health.available(key)
+            b for b, key in group if key not in exclude and health.available(key)
             and health.has_capacity(key, demand_tokens)
-        ]
+        ]  # fmt: skip
         if usable:
             return _weighted(usable, rng or _RNG)
     return None
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """What the per-attempt choice needs of a model, computed once per catalogue model: its backends by
+    priority with their health keys, and each backend's view of the model (per default endpoint)."""
+
+    model: ModelConfig
+    groups: list[list[tuple[Backend, str]]]
+    keys: dict[int, str]  # id(backend) -> its health key
+    views: dict[tuple[int, str | None], ModelConfig] = field(default_factory=dict)
+
+
+_PREPARED: dict[int, _Prepared] = {}
+_PREPARED_MAX = 4096  # catalogue refreshes make new model objects: the cache is bounded, then rebuilt
+
+
+def _prepared(model: ModelConfig) -> _Prepared:
+    entry = _PREPARED.get(id(model))
+    if entry is not None and entry.model is model:
+        return entry
+    by_priority: dict[int, list[tuple[Backend, str]]] = {}
+    for b in model.backends:
+        by_priority.setdefault(b.priority, []).append((b, backend_key(model, b)))
+    keys = {id(b): k for group in by_priority.values() for b, k in group}
+    entry = _Prepared(model, [by_priority[p] for p in sorted(by_priority)], keys)
+    if len(_PREPARED) >= _PREPARED_MAX:
+        _PREPARED.clear()
+    _PREPARED[id(model)] = entry
+    return entry
 
 
 def first_backend(model: ModelConfig) -> Backend:
@@ -116,14 +140,19 @@ class Target:
 
 
 def target_for(model: ModelConfig, backend: Backend, default_endpoint: str | None) -> Target:
-    endpoint = backend.endpoint or model.endpoint or default_endpoint
-    endpoint = endpoint.rstrip("/") if endpoint else None
-    view = model.model_copy(
-        update={"deployment": backend.deployment, "endpoint": endpoint, "backends": (backend,)}
-    )
+    prepared = _prepared(model)
+    key = prepared.keys.get(id(backend)) or backend_key(model, backend)
+    view = prepared.views.get((id(backend), default_endpoint))
+    if view is None:
+        endpoint = backend.endpoint or model.endpoint or default_endpoint
+        endpoint = endpoint.rstrip("/") if endpoint else None
+        view = model.model_copy(
+            update={"deployment": backend.deployment, "endpoint": endpoint, "backends": (backend,)}
+        )
+        prepared.views[(id(backend), default_endpoint)] = view
     spill = backend.spillover_deployment
     headers = {SPILLOVER_HEADER: spill} if spill else None
-    return Target(view, backend, backend_key(model, backend), model, headers)
+    return Target(view, backend, key, model, headers)
 
 
 Call = Callable[[Target, float], Any]

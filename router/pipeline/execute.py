@@ -184,13 +184,14 @@ async def execute(
             raise walk.fail(model, "deadline")
         walk.tried.add(model.name)
         walk.tried_backends.add(key)
-        health.reserve(key, demand_tokens)
+        ticket = health.reserve(key, demand_tokens)
         timeout = min(remaining, policy.attempt_timeout_s)
         try:
             # asyncio.timeout, not wait_for: no extra task and loop turn per attempt.
             async with asyncio.timeout(timeout):
                 result = await call(target, timeout)
         except Exception as exc:
+            health.release(key, ticket)
             code, kind, retry_after = error_kind(exc)
             if kind != "fatal":  # the caller's mistakes (4xx) say nothing about the deployment's health
                 health.on_failure(key, code, retry_after)
@@ -208,7 +209,10 @@ async def execute(
             if deadline.remaining() <= 0:
                 raise walk.fail(model, code if code == "timeout" else "deadline") from None
             continue
-        _observe(health, target)
+        except BaseException:  # cancelled (the caller went away): the request is no longer in flight
+            health.release(key, ticket)
+            raise
+        _observe(health, target, ticket)
         health.on_success(key)
         limits = target.limits
         spilled = limits.spilled_from if limits is not None else None
@@ -221,10 +225,11 @@ async def execute(
     )
 
 
-def _observe(health: SharedHealth, target: Target) -> None:
+def _observe(health: SharedHealth, target: Target, ticket: int) -> None:
     """The answer's remaining capacity becomes its backend's hint (not when Azure spilled: then the
     headers describe the spillover deployment)."""
     limits = target.limits
     if limits is None or limits.spilled_from is not None:
+        health.release(target.key, ticket)
         return
-    health.observe(target.key, limits.remaining_tokens, limits.remaining_requests, limits.reset_s)
+    health.observe(target.key, limits.remaining_tokens, limits.remaining_requests, limits.reset_s, ticket)
