@@ -230,3 +230,22 @@ def test_rate_limit_headers_as_azure_sends_them():
     assert read_limits({"x-ratelimit-reset-tokens": "2.5"}).reset_s == 2.5
     junk = read_limits({"x-ratelimit-remaining-tokens": "-3", "x-ratelimit-reset-tokens": "soon"})
     assert (junk.remaining_tokens, junk.reset_s) == (None, None)
+
+
+def test_when_every_backend_is_short_by_its_hint_one_attempt_goes_to_the_fullest_before_the_chain():
+    from router.health import SharedHealth
+    from router.pipeline.execute import ExecutionPolicy, _Walk
+
+    now = [0.0]
+    health = SharedHealth(board(now), instance_id="t")
+    other = ModelConfig.model_validate({"name": "other", "deployment": "o", **PRICES})
+    for deployment, left in (("ptu", 50), ("a", 90), ("b", 10)):
+        health.board.observe(KEY[deployment], remaining_tokens=left, remaining_requests=None)
+    walk = _Walk([TWO_TIERS, other], ExecutionPolicy(health, 30.0, "https://x.openai.azure.com"), 100)
+    target = walk.next_target()
+    assert target is not None and target.backend.deployment == "a"  # the most tokens left, same model
+    walk.tried.add("gpt")
+    walk.tried_backends.add(target.key)
+    walk.current = TWO_TIERS
+    target = walk.next_target()
+    assert target is not None and target.model.name == "other"  # once per model: then the chain

@@ -91,6 +91,9 @@ class SharedHealth:
     def has_capacity(self, name: str, demand_tokens: int) -> bool:
         return self.board.has_capacity(name, demand_tokens)
 
+    def hint_tokens(self, name: str) -> float:
+        return self.board.hint_tokens(name)
+
     def reserve(self, name: str, demand_tokens: int) -> int:
         return self.board.reserve(name, demand_tokens)
 

@@ -115,6 +115,13 @@ class HealthBoard:
             return False
         return state.hint_tokens is None or state.hint_tokens >= demand_tokens
 
+    def hint_tokens(self, name: str) -> float:
+        """The live hint's remaining tokens (infinite when there is none)."""
+        state = self._states.get(name)
+        if state is None or state.hint_until <= self.clock() or state.hint_tokens is None:
+            return math.inf
+        return float(state.hint_tokens)
+
     def reserve(self, name: str, demand_tokens: int) -> int:
         """A request is being sent: it spends from a live hint, so concurrent requests do not all count
         on the same remaining tokens, and it is in flight until ``observe`` or ``release`` with the

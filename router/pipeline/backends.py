@@ -7,7 +7,10 @@ Pure rules over a health view (no I/O; the rng is injectable so tests pin every 
 - usable = not cooling down or behind an open circuit (``available``), not already tried by this request,
   and not out of capacity by its last response's ``x-ratelimit-remaining-*`` (``has_capacity``): fewer
   remaining tokens than this request's estimate (prompt + max output) or no remaining requests, until
-  that window resets.
+  that window resets;
+- when every healthy backend of the model is skipped for capacity alone, one attempt goes to the one with
+  the most tokens left (``fullest_backend``) before the model chain moves on: the hint is a forecast
+  (Azure sends no reset time, so the window is assumed), a different model is a different answer.
 
 Health is kept per backend under ``backend_key``: a model's name when it has one backend (so a legacy
 catalogue, the judge and the quality sampler keep their keys), else ``model|deployment@host``.
@@ -31,6 +34,8 @@ class HealthView(Protocol):
     def available(self, name: str) -> bool: ...
 
     def has_capacity(self, name: str, demand_tokens: int) -> bool: ...
+
+    def hint_tokens(self, name: str) -> float: ...
 
 
 def backend_key(model: ModelConfig, backend: Backend) -> str:
@@ -87,6 +92,20 @@ def _prepared(model: ModelConfig) -> _Prepared:
         _PREPARED.clear()
     _PREPARED[id(model)] = entry
     return entry
+
+
+def fullest_backend(
+    model: ModelConfig, health: HealthView, *, exclude: set[str] | frozenset[str] = frozenset()
+) -> Backend | None:
+    """When every healthy backend of ``model`` is skipped for capacity alone: the one whose hint has the
+    most tokens left (a hint is a forecast, and another model is a different answer), or None."""
+    candidates = [
+        (health.hint_tokens(key), -b.priority, b)
+        for group in _prepared(model).groups
+        for b, key in group
+        if key not in exclude and health.available(key)
+    ]
+    return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None
 
 
 def first_backend(model: ModelConfig) -> Backend:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from router.errors import ExecutionFailed, RouterError, UpstreamError, UpstreamTimeout
-from router.pipeline.backends import Target, choose_backend, first_backend, target_for
+from router.pipeline.backends import Target, choose_backend, first_backend, fullest_backend, target_for
 from router.pipeline.route import Constraints, larger_context
 from router.upstream.errors import error_kind, upstream_message
 
@@ -115,6 +115,7 @@ class _Walk:
         self.queue = list(chain)
         self.tried: set[str] = set()  # model names
         self.tried_backends: set[str] = set()  # backend keys
+        self.stretched: set[str] = set()  # models given their one attempt past a capacity hint
         self.skipped: list[ModelConfig] = []
         self.failed: list[Attempt] = []
         self.current: ModelConfig | None = None
@@ -131,7 +132,14 @@ class _Walk:
             if health.try_acquire(target.key):
                 return target
             self.tried_backends.add(target.key)  # lost the half-open probe to a concurrent request
-        return None
+        if model.name in self.stretched:
+            return None
+        self.stretched.add(model.name)  # once per model: then the chain moves on
+        backend = fullest_backend(model, health, exclude=self.tried_backends)
+        if backend is None:
+            return None
+        target = target_for(model, backend, self._policy.default_endpoint)
+        return target if health.try_acquire(target.key) else None
 
     def next_target(self) -> Target | None:
         """The next backend to try, or None when the walk is over."""
