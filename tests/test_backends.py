@@ -112,7 +112,7 @@ async def test_zero_remaining_requests_skip_the_backend(harness_factory, simulat
         await chat(h)
     assert len(simulator.calls_to("ptu")) == 1 and quota.refused == 0
     health = (await h.client.get("/api/health")).json()
-    assert health["status"] in ("ok", "degraded")
+    assert health["capacity"]["gpt|ptu@default"]["remaining_requests"] == 0
 
 
 async def test_spillover_is_azures_not_a_client_side_retry(harness_factory, simulator):
@@ -198,3 +198,24 @@ async def test_per_backend_health_is_shared_by_two_instances_on_one_table(settin
         assert datetime.fromtimestamp(until, UTC) > datetime.now(UTC)
     finally:
         await runtime.close()
+
+
+def test_models_load_names_the_bad_backends_field(azurite, tmp_path, monkeypatch, capsys):
+    from router import cli
+
+    monkeypatch.setenv("TABLES_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setenv("MODELS_TABLE", unique("models"))
+    path = tmp_path / "models.json"
+    for backends, field in (([{"priority": 1}], "backends.0.deployment"), ("[{", "backends: not valid JSON")):
+        path.write_text(json.dumps({"models": [{"name": "gpt", **PRICES, "backends": backends}]}))
+        assert cli.main(["models", "load", str(path)]) == 2
+        assert field in capsys.readouterr().err
+    backends = [{"deployment": "ptu", "provisioned": True}, {"deployment": "payg", "priority": 2, "weight": 2}]
+    good = [{"name": "gpt", **PRICES, "backends": backends}]
+    path.write_text(json.dumps({"models": good}))
+    assert cli.main(["models", "load", str(path)]) == 0
+    capsys.readouterr()
+    assert cli.main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "backend ptu priority=1 weight=1 provisioned" in out
+    assert "backend payg priority=2 weight=2 pay-as-you-go" in out

@@ -164,9 +164,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         send = service.clients.stream if req.stream else service.clients.post_json
         changed: dict[str, list[str]] = {}
 
-        async def call(target: Target, timeout_s: float) -> Any:
-            model = target.model  # as the chosen backend serves it
-            sent = translate(body, model, pinned=False)  # as this model accepts it (fallbacks included)
+        async def call(target: Target, timeout_s: float) -> Any:  # target.model: as its backend serves it
+            sent = translate(body, model := target.model, pinned=False)  # as it accepts it (fallbacks too)
             changed[model.name] = sent.dropped
             return await send(service.endpoint_for(model), model.deployment, sent.body, timeout_s,
                               headers=target.headers, on_headers=target.on_headers)  # fmt: skip

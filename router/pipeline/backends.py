@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from router.models.config import Backend
 from router.upstream.ratelimit import SPILLOVER_HEADER, RateLimits, read_limits
 
 if TYPE_CHECKING:
-    from router.models.config import Backend, ModelConfig
+    from router.models.config import ModelConfig
 
 
 class HealthView(Protocol):
@@ -152,8 +153,6 @@ class Target:
         if not spilled or limits is None or limits.deployment == self.backend.deployment:
             return self.model
         assert limits.deployment is not None
-        from router.models.config import Backend
-
         backend = Backend(deployment=limits.deployment, endpoint=self.model.endpoint)
         return self.model.model_copy(update={"deployment": limits.deployment, "backends": (backend,)})
 

@@ -220,11 +220,7 @@ async def execute(
         except BaseException:  # cancelled (the caller went away): the request is no longer in flight
             health.release(key, ticket)
             raise
-        _observe(health, target, ticket)
-        health.on_success(key)
-        limits = target.limits
-        spilled = limits.spilled_from if limits is not None else None
-        return Execution(result, target.served(), walk.failed, spilled)
+        return _answered(health, target, ticket, result, walk.failed)
     if walk.last_failed is not None and len(walk.skipped) == walk.skipped_at_failure:
         raise walk.fail(walk.last_failed, walk.failed[-1].error_code)  # nothing left to try
     last = walk.skipped[-1] if walk.skipped else chain[-1]
@@ -233,11 +229,16 @@ async def execute(
     )
 
 
-def _observe(health: SharedHealth, target: Target, ticket: int) -> None:
+def _answered(
+    health: SharedHealth, target: Target, ticket: int, result: T, failed: list[Attempt]
+) -> Execution[T]:
     """The answer's remaining capacity becomes its backend's hint (not when Azure spilled: then the
-    headers describe the spillover deployment)."""
+    headers describe the spillover deployment), and the execution names the deployment that answered."""
     limits = target.limits
     if limits is None or limits.spilled_from is not None:
         health.release(target.key, ticket)
-        return
-    health.observe(target.key, limits.remaining_tokens, limits.remaining_requests, limits.reset_s, ticket)
+    else:
+        health.observe(target.key, limits.remaining_tokens, limits.remaining_requests, limits.reset_s, ticket)
+    health.on_success(target.key)
+    spilled = limits.spilled_from if limits is not None else None
+    return Execution(result, target.served(), failed, spilled)

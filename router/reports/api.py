@@ -54,6 +54,14 @@ async def _charged(report: dict[str, Any], quality: TableClient, period: Period)
     return quality_report.charge_report(report, spent)
 
 
+async def _budget_shares(report: dict[str, Any], runtime: Runtime, period: Period) -> None:
+    """The in-memory catalogue's TPM of each provisioned backend (no table read)."""
+    service = await runtime.service()
+    tpm = utilisation.budgets(await service.catalog.all_models(), runtime.settings.AZURE_OPENAI_ENDPOINT)
+    minutes = utilisation.period_minutes(period, datetime.now(UTC))
+    utilisation.add_budget_shares(report["groups"], tpm, minutes)
+
+
 def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(tags=["reports"])
     tables: dict[str, TableClient] = {}
@@ -88,12 +96,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         report: dict[str, Any] = build_report(cube, period.start, period.end, by)
         report["source"] = sources.to_dict()
         if by == "deployment":  # provisioned backends: tokens as a share of their budget (catalogue TPM)
-            service = await runtime.service()
-            tpm = utilisation.budgets(
-                await service.catalog.all_models(), runtime.settings.AZURE_OPENAI_ENDPOINT
-            )
-            minutes = utilisation.period_minutes(period, datetime.now(UTC))
-            utilisation.add_budget_shares(report["groups"], tpm, minutes)
+            await _budget_shares(report, runtime, period)
         return JSONResponse(await _charged(report, await table(runtime.settings.QUALITY_TABLE), period))
 
     @router.get(
