@@ -210,7 +210,8 @@ def test_models_load_names_the_bad_backends_field(azurite, tmp_path, monkeypatch
         path.write_text(json.dumps({"models": [{"name": "gpt", **PRICES, "backends": backends}]}))
         assert cli.main(["models", "load", str(path)]) == 2
         assert field in capsys.readouterr().err
-    backends = [{"deployment": "ptu", "provisioned": True}, {"deployment": "payg", "priority": 2, "weight": 2}]
+    ptu, payg = {"deployment": "ptu", "provisioned": True}, {"deployment": "payg", "priority": 2, "weight": 2}
+    backends = [ptu, payg]
     good = [{"name": "gpt", **PRICES, "backends": backends}]
     path.write_text(json.dumps({"models": good}))
     assert cli.main(["models", "load", str(path)]) == 0
