@@ -366,6 +366,7 @@ async def test_report_queries_read_only_partitions_in_range_and_select_only_need
         "classifier_model", "classifier_prompt_tokens", "classifier_completion_tokens",
         "classifier_cost_usd", "baseline_cost_usd", "latency_ms", "fallbacks",
         "cached_tokens", "reasoning_tokens", "cache_savings_usd",
+        "deployment", "endpoint", "provisioned",  # the backend (group_by=deployment)
     }  # fmt: skip
     partitions = set()
     for q in queries:
