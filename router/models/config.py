@@ -12,9 +12,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -178,6 +180,15 @@ class ModelConfig(BaseModel):
     def cached_input_price(self) -> float:
         cached = self.cached_input_cost_per_1k
         return self.input_price if cached is None else cached
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The one backend a legacy model implies is not dumped: ``ModelConfig(**{**m.model_dump(),
+        "deployment": ...})`` keeps working, and a legacy model dumps as it always did."""
+        data: dict[str, Any] = handler(self)
+        if not self.declares_backends:
+            data.pop("backends", None)
+        return data
 
     @property
     def declares_backends(self) -> bool:
