@@ -14,7 +14,7 @@ from router.callers import cli as callers_cli
 from router.errors import SettingsError
 from router.evaluation import cli as evaluation_cli
 from router.logs import configure_logging
-from router.models.config import cheapest_first, load_file
+from router.models.config import Backend, cheapest_first, load_file
 from router.models.store import read_models, upsert_models
 from router.quality import cli as quality_cli
 from router.reports import cli as reports_cli
@@ -45,6 +45,9 @@ def run_models_load(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"error: {args.file}: {exc}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # not JSON at all
+        print(f"error: {args.file}: not valid JSON: {exc}", file=sys.stderr)
+        return 2
     asyncio.run(upsert_models(settings, models))
     print(f"upserted {len(models)} model config(s) into table {settings.MODELS_TABLE!r}")
     return 0
@@ -74,7 +77,22 @@ def run_models_list(args: argparse.Namespace) -> int:
                 "y" if m.reasoning else "n",
             )
         )
+        if m.declares_backends:
+            for b in sorted(m.backends, key=lambda b: (b.priority, b.deployment)):
+                print(f"    backend {_backend_line(b)}")
     return 0
+
+
+def _backend_line(b: Backend) -> str:
+    parts = [printable(b.deployment), f"priority={b.priority}", f"weight={b.weight:g}"]
+    parts.append("provisioned" if b.provisioned else "pay-as-you-go")
+    if b.endpoint:
+        parts.append(f"endpoint={printable(b.endpoint)}")
+    if b.spillover_deployment:
+        parts.append(f"spillover={printable(b.spillover_deployment)}")
+    if b.tokens_per_minute:
+        parts.append(f"tpm={b.tokens_per_minute}")
+    return " ".join(parts)
 
 
 def run_dev(args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ from router.classifiers import get_scorer
 from router.costs.recorder import CostRecorder
 from router.costs.transactions import submit_upserts
 from router.credentials import create_credential
-from router.health import HEALTH_PARTITION, SharedHealth
+from router.health import SharedHealth
+from router.health import table as health_table
 from router.models.catalog import ModelCatalog
 from router.models.config import ModelConfig
 from router.models.store import read_table
@@ -130,15 +131,12 @@ class Runtime:
         await submit_upserts(await self._cached_table(self.settings.COSTS_TABLE), entities)
 
     async def _read_health(self) -> list[dict[str, Any]]:
-        health = await self._cached_table(self.settings.HEALTH_TABLE)
-        rows = health.query_entities("PartitionKey eq @pk", parameters={"pk": HEALTH_PARTITION})
-        return [dict(e) async for e in rows]
+        return await health_table.read_rows(await self._cached_table(self.settings.HEALTH_TABLE))
 
     async def _write_health(self, entity: dict[str, Any]) -> object:
-        from azure.data.tables import UpdateMode
-
-        table = await self._cached_table(self.settings.HEALTH_TABLE)
-        return await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        # Conditional: a write never shortens a cooldown another instance stored (router.health.table).
+        await health_table.write_row(await self._cached_table(self.settings.HEALTH_TABLE), entity)
+        return None
 
     async def _write_quality(self, entity: dict[str, Any]) -> object:
         from azure.data.tables import UpdateMode

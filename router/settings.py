@@ -126,6 +126,15 @@ class Settings(BaseModel):
     )
     CIRCUIT_FAILURES: int = Field(3, ge=1, le=1000, description="Consecutive failures that open the circuit.")
     CIRCUIT_OPEN_S: float = Field(30.0, gt=0, le=3600, description="How long an open circuit skips a model.")
+    # Capacity across a model's backends (router.pipeline.backends)
+    RATELIMIT_WINDOW_S: float = Field(
+        60.0, gt=0, le=3600,
+        description="How long a backend's x-ratelimit-remaining-* hint holds when Azure sends no reset time.",
+    )  # fmt: skip
+    CAPACITY_SHARE_BELOW_TOKENS: int = Field(
+        10_000, ge=0, le=100_000_000,
+        description="A backend reporting fewer remaining tokens (or 0 requests) is told to other instances.",
+    )  # fmt: skip
     UPSTREAM_CLIENT: Literal["openai", "aiohttp"] = Field(
         "openai",
         description="Non-streaming upstream calls: the openai SDK, or aiohttp with the SDK's token and "

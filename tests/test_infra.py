@@ -1504,7 +1504,9 @@ def test_default_deployments_match_the_type_and_the_sample_catalogue(infra: Infr
     deployments = default_deployments(infra)
     type_decl = infra.file("modules/types.bicep").by_kind("type")["modelDeployment"]
     type_fields = set(properties(named(type_decl.node)[-1]))
-    assert type_fields == {"name", "model", "version", "sku", "capacity"}
+    optional = {"catalogModel", "priority", "weight", "spilloverDeployment"}  # backends (issue 18)
+    assert type_fields == {"name", "model", "version", "sku", "capacity"} | optional
+    type_fields -= optional
     sample = {m["name"]: m for m in json.loads((ROOT / "models.sample.json").read_text())["models"]}
     assert len(deployments) >= 2
     for deployment in deployments:
@@ -1533,6 +1535,32 @@ def test_catalogue_from_the_deployments_lines_up_with_prices_and_loads(infra: In
             "context_window",
         ):
             assert math.isclose(entry[key], expected[key], rel_tol=1e-9), (entry["name"], key)
+    from router.models.config import ModelConfig
+
+    for entry in built["models"]:
+        ModelConfig(**entry)  # the router accepts every generated entry
+
+
+def test_deployments_sharing_a_catalogue_model_become_its_backends() -> None:
+    catalog = _catalog_module()
+    deployments = [
+        {"name": "gpt-4.1-ptu", "model": "gpt-4.1", "version": "v", "sku": "GlobalProvisionedManaged",
+         "capacity": 50, "catalogModel": "gpt-4.1", "spilloverDeployment": "gpt-4.1"},
+        {"name": "gpt-4.1", "model": "gpt-4.1", "version": "v", "sku": "GlobalStandard", "capacity": 20},
+        {"name": "gpt-4.1-nano", "model": "gpt-4.1-nano", "version": "v", "sku": "GlobalStandard",
+         "capacity": 9},
+    ]  # fmt: skip
+    built = catalog.build_catalog(deployments, catalog.load_prices())
+    by_name = {m["name"]: m for m in built["models"]}
+    assert set(by_name) == {"gpt-4.1", "gpt-4.1-nano"}
+    assert "backends" not in by_name["gpt-4.1-nano"]  # one plain deployment: the schema before backends
+    assert by_name["gpt-4.1"]["deployment"] == "gpt-4.1-ptu"
+    assert by_name["gpt-4.1"]["backends"] == [
+        {"deployment": "gpt-4.1-ptu", "priority": 1, "weight": 1, "provisioned": True,
+         "spillover_deployment": "gpt-4.1"},
+        {"deployment": "gpt-4.1", "priority": 2, "weight": 1, "provisioned": False,
+         "tokens_per_minute": 20000},
+    ]  # fmt: skip
     from router.models.config import ModelConfig
 
     for entry in built["models"]:

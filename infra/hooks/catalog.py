@@ -2,8 +2,12 @@
 
 Input: the ``deployments`` parameter of infra/main.bicep as JSON (azd exposes it to hooks as the
 ``AZURE_OPENAI_DEPLOYMENTS`` output) and the price table infra/hooks/model-prices.json, keyed by model.
-Output: ``{"models": [...]}`` in the format of models.sample.json, one entry per deployment, with the
-catalogue name equal to the deployment name, ready for ``python -m router models load FILE``.
+Output: ``{"models": [...]}`` in the format of models.sample.json, one entry per catalogue model, ready for
+``python -m router models load FILE``. A deployment's catalogue name is its own name unless it sets
+``catalogModel``; deployments sharing one become that model's ``backends`` (``priority``: 1 for a
+provisioned sku, 2 otherwise, unless set; ``weight``; ``provisioned`` from the sku; a standard one's
+``tokens_per_minute`` from its capacity; ``spilloverDeployment``). A model with one plain deployment gets
+no ``backends`` field (the schema before backends).
 
 Standard library only, so it runs before anything else is installed.
 """
@@ -47,12 +51,52 @@ def blended_cost(input_cost: float, output_cost: float) -> float:
     return round((3 * input_cost + output_cost) / 4, 12)
 
 
+def backend_of(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    provisioned = "Provisioned" in str(deployment.get("sku", ""))
+    backend: dict[str, Any] = {
+        "deployment": deployment["name"],
+        "priority": int(deployment.get("priority", 1 if provisioned else 2)),
+        "weight": int(deployment.get("weight", 1)),
+        "provisioned": provisioned,
+    }
+    if not provisioned and isinstance(deployment.get("capacity"), int):
+        backend["tokens_per_minute"] = deployment["capacity"] * 1000
+    if deployment.get("spilloverDeployment"):
+        backend["spillover_deployment"] = deployment["spilloverDeployment"]
+    return backend
+
+
+def _plain(deployment: Mapping[str, Any]) -> bool:
+    keys = ("catalogModel", "priority", "weight", "spilloverDeployment")
+    return not any(deployment.get(k) for k in keys) and "Provisioned" not in str(deployment.get("sku", ""))
+
+
 def build_catalog(
     deployments: Sequence[Mapping[str, Any]], prices: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """One catalogue entry per deployment; raises CatalogError naming every problem."""
-    problems: list[str] = []
+    """One catalogue entry per catalogue model; raises CatalogError naming every problem."""
+    entries = _entries(deployments, prices)
+    groups: dict[str, list[tuple[Mapping[str, Any], dict[str, Any]]]] = {}
+    for deployment, entry in entries:
+        groups.setdefault(entry["name"], []).append((deployment, entry))
     models: list[dict[str, Any]] = []
+    for name, members in groups.items():
+        entry = dict(members[0][1])
+        if len(members) > 1 or not _plain(members[0][0]):
+            if len({m[0]["model"] for m in members}) > 1:
+                raise CatalogError(f"catalogue model {name!r} is served by deployments of different models")
+            backends = sorted((backend_of(d) for d, _ in members), key=lambda b: b["priority"])
+            entry["backends"] = backends
+            entry["deployment"] = backends[0]["deployment"]
+        models.append(entry)
+    return {"models": models}
+
+
+def _entries(
+    deployments: Sequence[Mapping[str, Any]], prices: Mapping[str, Mapping[str, Any]]
+) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
+    problems: list[str] = []
+    models: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
     seen: set[str] = set()
     for index, deployment in enumerate(deployments):
         name = deployment.get("name")
@@ -72,16 +116,16 @@ def build_catalog(
         if missing:
             problems.append(f"{PRICES_FILE.name}: model {model!r} lacks {', '.join(missing)}")
             continue
-        entry: dict[str, Any] = {"name": name, "deployment": name}
+        entry: dict[str, Any] = {"name": deployment.get("catalogModel") or name, "deployment": name}
         entry["cost_per_1k_tokens"] = blended_cost(price["input_cost_per_1k"], price["output_cost_per_1k"])
         entry.update({field: price[field] for field in ROUTING_FIELDS})
         entry.update({field: price[field] for field in OPTIONAL_FIELDS if field in price})
-        models.append(entry)
+        models.append((deployment, entry))
     if problems:
         raise CatalogError("; ".join(problems))
     if not models:
         raise CatalogError("no deployments")
-    return {"models": models}
+    return models
 
 
 def load_prices(path: Path = PRICES_FILE) -> dict[str, dict[str, Any]]:

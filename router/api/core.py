@@ -153,4 +153,5 @@ def _add_state_routes(api: APIRouter, runtime: Runtime) -> None:
             pending_cost_records=service.recorder.pending,
             dropped_cost_records=service.recorder.dropped,
             unhealthy=service.health.snapshot(),
+            capacity=service.health.capacity(),
         )

@@ -109,6 +109,9 @@ class ModelOut(BaseModel):
     supports_vision: bool = True
     supports_json_schema: bool = True
     max_output_tokens: int | None = None
+    backends: list[dict[str, Any]] = Field(
+        default_factory=list, description="The deployments behind it (priority, weight, provisioned, ...)."
+    )
 
 
 class ModelsResponse(BaseModel):
@@ -124,6 +127,10 @@ class HealthResponse(BaseModel):
     )
     unhealthy: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Models in cooldown or with an open circuit."
+    )
+    capacity: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Backends with a live x-ratelimit-remaining-* hint: remaining tokens/requests, reset.",
     )
 
 

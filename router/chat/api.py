@@ -28,6 +28,7 @@ from router.upstream.usage import TokenUsage, read_usage, reply_chars
 if TYPE_CHECKING:
     from router.callers.identity import Caller
     from router.models.config import ModelConfig
+    from router.pipeline.backends import Target
     from router.pipeline.classify import Classification
     from router.pipeline.execute import Deadline, Execution
     from router.pipeline.plan import Plan
@@ -177,10 +178,11 @@ async def complete(runtime: Runtime, request: Request, req: ChatCompletionReques
     send = service.clients.stream if req.stream else service.clients.post_json
     changed: dict[str, list[str]] = {}
 
-    async def call(model: ModelConfig, timeout_s: float) -> Any:
-        sent = translate(body, model, pinned=False)  # as this model accepts it (fallbacks included)
+    async def call(target: Target, timeout_s: float) -> Any:  # target.model: as its backend serves it
+        sent = translate(body, model := target.model, pinned=False)  # as it accepts it (fallbacks too)
         changed[model.name] = sent.dropped
-        return await send(service.endpoint_for(model), model.deployment, sent.body, timeout_s)
+        return await send(service.endpoint_for(model), model.deployment, sent.body, timeout_s,
+                          headers=target.headers, on_headers=target.on_headers)  # fmt: skip
 
     bound = _output_bound(body, prompt_estimate, service.settings)
     execution = await service.execute(plan, call, deadline, request_id=rid, api=api, too_large=bound)

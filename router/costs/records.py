@@ -25,7 +25,9 @@ class CostRecord(BaseModel):
     caller: str = "anonymous"
     team: str = "anonymous"
     model: str
-    deployment: str
+    deployment: str  # the backend that answered (or failed last): with spillover, the deployment Azure used
+    endpoint: str | None = None  # that backend's endpoint (absent in records made before backends existed)
+    provisioned: bool = False  # that backend is provisioned throughput (PTU)
     complexity: float
     classifier: str
     scorer: str | None = None  # the scorer's registry name (absent in records made before it existed)
@@ -47,7 +49,7 @@ class CostRecord(BaseModel):
     status: str = "ok"
     error_code: str | None = None
     fallbacks: int = 0
-    attempts: str | None = None  # JSON list of failed attempts: [{"model", "error_code"}]
+    attempts: str | None = None  # JSON list of failed attempts: [{"model", "error_code", "deployment"}]
     # True when a token count here (the call's or the judge's) is an estimate from the text because the
     # upstream's usage was missing or invalid; the cost is then an estimate too.
     usage_estimated: bool = False

@@ -9,6 +9,12 @@ already sent to the same deployment reports that prefix (1,024 tokens, then 128-
 ``usage.prompt_tokens_details.cached_tokens``; a deployment in ``reasoning_deployments`` spends hidden
 reasoning tokens, counted in ``completion_tokens`` and reported as
 ``usage.completion_tokens_details.reasoning_tokens``.
+
+Capacity as Azure reports it: a deployment given a ``Quota`` (``quotas``) refuses what its window cannot
+take with 429 and reports ``x-ratelimit-remaining-*`` on every answer (``router.dev.quota``); every answer
+names its deployment in ``x-ms-deployment-name``. A request carrying ``x-ms-spillover-deployment`` that
+its deployment would refuse (429, 500, 503) is answered by that deployment instead, with
+``x-ms-spillover-from-deployment`` and ``x-ms-spillover-error``, as Azure's spillover does.
 """
 
 from __future__ import annotations
@@ -23,13 +29,15 @@ import time
 import uuid
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from router.dev.quota import Quota
 
 SIMULATED_PREFIX = "[simulated"
 CACHE_MIN_TOKENS = 1024  # Azure caches prompts from 1,024 tokens, then in 128-token increments
@@ -104,6 +112,8 @@ class Simulator:
         self.faults_injected = 0
         self._rng = random.Random(seed)
         self.scripts: dict[str, deque[Reply]] = defaultdict(deque)
+        self.quotas: dict[str, Quota] = {}
+        self.answered: dict[str, int] = defaultdict(int)  # 200s per deployment that answered
         self.seen: list[SeenRequest] = []
         self.keep_seen = True
         self.app = Starlette(
@@ -118,6 +128,8 @@ class Simulator:
 
     def reset(self) -> None:
         self.scripts.clear()
+        self.quotas.clear()
+        self.answered.clear()
         self.seen.clear()
         self._prefixes.clear()
         self.reasoning_deployments.clear()
@@ -143,7 +155,15 @@ class Simulator:
             self.seen.append(SeenRequest(deployment, api_version, auth, body))
         if self.deployments is not None and deployment not in self.deployments:
             return _error(404, "DeploymentNotFound", f"The API deployment {deployment} does not exist")
-        reply = self._next_reply(deployment)
+        reply = self._admitted(deployment, body, self._next_reply(deployment))
+        spill = request.headers.get("x-ms-spillover-deployment")
+        extra = {"x-ms-deployment-name": deployment}
+        if spill and reply.status in (429, 500, 503):
+            error = reply.status
+            reply = self._admitted(spill, body, self._next_reply(spill))
+            extra = {"x-ms-deployment-name": spill, "x-ms-spillover-from-deployment": deployment,
+                     "x-ms-spillover-error": str(error)}  # fmt: skip
+            deployment = spill
         delay = reply.delay_s or self.delay_s
         if delay:
             await asyncio.sleep(delay)
@@ -151,7 +171,22 @@ class Simulator:
             return _error(
                 reply.status, reply.error_code or str(reply.status), reply.error_message, reply.headers
             )
-        return self._answer(deployment, body, reply)
+        self.answered[deployment] += 1
+        return self._answer(deployment, body, replace(reply, headers={**reply.headers, **extra}))
+
+    def _admitted(self, deployment: str, body: dict[str, Any], reply: Reply) -> Reply:
+        """``reply`` as the deployment's quota lets it through: a 429 when the window cannot take the
+        request's estimate, the remaining counts on an answer."""
+        quota = self.quotas.get(deployment)
+        if quota is None or reply.status != 200:
+            return reply
+        messages = body.get("messages") or []
+        output = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+        estimate = sum(estimate_tokens(_message_text(m)) + 4 for m in messages) + 3 + int(output)
+        if not quota.admit(estimate):
+            message = "Requests to the ChatCompletions_Create Operation have exceeded the token rate limit"
+            return Reply(status=429, error_code="429", error_message=message, headers=quota.refusal_headers())
+        return replace(reply, headers={**reply.headers, **quota.headers()})
 
     def _next_reply(self, deployment: str) -> Reply:
         """The scripted reply, else an injected fault (at ``fault_rate``), else the default answer."""

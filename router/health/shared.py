@@ -60,6 +60,8 @@ class SharedHealth:
             default_cooldown_s=settings.COOLDOWN_DEFAULT_S,
             refresh_s=settings.HEALTH_REFRESH_S,
             max_cooldown_s=settings.COOLDOWN_MAX_S,
+            window_s=settings.RATELIMIT_WINDOW_S,
+            share_below_tokens=settings.CAPACITY_SHARE_BELOW_TOKENS,
         )
         return cls(board, instance_id=instance_id, reader=reader, writer=writer)
 
@@ -82,6 +84,33 @@ class SharedHealth:
             log.warning("deployment %s: %s", name, state.reason if state else code)
             self._share(name)
 
+    def available(self, name: str) -> bool:
+        self.maybe_refresh()
+        return self.board.available(name)
+
+    def has_capacity(self, name: str, demand_tokens: int) -> bool:
+        return self.board.has_capacity(name, demand_tokens)
+
+    def hint_tokens(self, name: str) -> float:
+        return self.board.hint_tokens(name)
+
+    def reserve(self, name: str, demand_tokens: int) -> int:
+        return self.board.reserve(name, demand_tokens)
+
+    def release(self, name: str, ticket: int) -> None:
+        self.board.release(name, ticket)
+
+    def observe(
+        self,
+        name: str,
+        remaining_tokens: int | None,
+        remaining_requests: int | None,
+        reset_s: float | None,
+        ticket: int | None = None,
+    ) -> None:
+        if self.board.observe(name, remaining_tokens, remaining_requests, reset_s, ticket):
+            self._share(name)
+
     def cooldown_remaining(self, name: str) -> float:
         return self.board.cooldown_remaining(name)
 
@@ -100,6 +129,11 @@ class SharedHealth:
             "reason": state.reason,
             "instance": self._instance_id,
         }
+        if state.hint_until > 0:
+            entity.update(hint_until=float(state.hint_until), hint_at=float(state.hint_at))
+            for key, value in (("hint_tokens", state.hint_tokens), ("hint_requests", state.hint_requests)):
+                if value is not None:
+                    entity[key] = int(value)
         task = asyncio.get_running_loop().create_task(self._write(entity))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
@@ -136,6 +170,9 @@ class SharedHealth:
             self._last_refresh = self.board.clock()
         self.board.merge(rows)
 
+    def capacity(self) -> dict[str, dict[str, Any]]:
+        return self.board.capacity()
+
     async def wait_idle(self, timeout_s: float | None = None) -> None:
         """Wait for the background reads and writes, at most ``timeout_s``: shutdown must not hang on
         a hung table (a cooldown row is only advice to the other instances; losing it is harmless)."""
@@ -144,3 +181,27 @@ class SharedHealth:
             tasks.append(self._refreshing)
         if tasks:
             await asyncio.wait(tasks, timeout=timeout_s)
+
+
+def combine_rows(stored: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """What a shared write stores over the row already there: the later cooldown (a write never shortens
+    another instance's cooldown) and the newer capacity hint."""
+    if not stored:
+        return new
+    out = dict(new)
+    try:
+        if float(stored.get("cooldown_until", 0.0)) > float(new.get("cooldown_until", 0.0)):
+            out["cooldown_until"] = float(stored["cooldown_until"])
+            out["reason"] = str(stored.get("reason", ""))
+    except (TypeError, ValueError):
+        pass
+    try:
+        stored_at = float(stored.get("hint_at", 0.0))
+    except (TypeError, ValueError):
+        stored_at = 0.0
+    if stored_at > float(new.get("hint_at", 0.0)):
+        for key in ("hint_until", "hint_at", "hint_tokens", "hint_requests"):
+            out.pop(key, None)
+            if stored.get(key) is not None:
+                out[key] = stored[key]
+    return out

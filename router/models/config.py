@@ -12,9 +12,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -23,6 +25,57 @@ from router.endpoint_policy import EndpointPolicy
 MODELS_PARTITION = "models"
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 DEPLOYMENT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+MAX_BACKENDS = 16
+
+
+def _check_deployment(v: str) -> str:
+    if v.strip(".") == "":
+        raise ValueError("deployment must not be a dot segment")
+    return v
+
+
+def _check_endpoint(v: str | None, info: ValidationInfo) -> str | None:
+    """Checked against the ``EndpointPolicy`` in the validation context when there is one (table reads,
+    ``models load``); always checked again before a call carries a token."""
+    if not v:
+        return None
+    policy = (info.context or {}).get("endpoint_policy")
+    return policy.check(v) if isinstance(policy, EndpointPolicy) else v.rstrip("/")
+
+
+class Backend(BaseModel):
+    """One deployment that serves a catalogue model (several: capacity across regions, PTU + overflow).
+
+    ``priority``: lower is tried first (e.g. PTU = 1, pay-as-you-go = 2); ``weight`` spreads load within a
+    priority. ``provisioned`` is declared, not derived (a priority says nothing about billing): a PTU
+    deployment is paid for whether used or not, so it goes first and the report shows its utilisation
+    against ``tokens_per_minute`` when that is given. ``spillover_deployment``: a standard deployment in
+    the same resource that Azure itself sends overflow to (``x-ms-spillover-deployment``), so the router
+    does not retry on another backend itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deployment: str = Field(pattern=DEPLOYMENT_PATTERN)
+    endpoint: str | None = None  # None: the model's endpoint, else AZURE_OPENAI_ENDPOINT
+    priority: int = Field(1, ge=0, le=1000)
+    weight: float = Field(1.0, gt=0, le=1e6, allow_inf_nan=False)
+    provisioned: bool = False
+    spillover_deployment: str | None = Field(None, pattern=DEPLOYMENT_PATTERN)
+    tokens_per_minute: int | None = Field(None, gt=0)  # its quota or PTU throughput, for the report
+
+    @field_validator("deployment", "spillover_deployment")
+    @classmethod
+    def _not_a_dot_segment(cls, v: str | None) -> str | None:
+        return None if v is None else _check_deployment(v)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return _check_endpoint(v, info)
+
+    @property
+    def provisioned_label(self) -> str:
+        return "ptu" if self.provisioned else "paygo"
 
 
 class ModelConfig(BaseModel):
@@ -51,23 +104,62 @@ class ModelConfig(BaseModel):
     supports_vision: bool = True
     supports_json_schema: bool = True
     max_output_tokens: int | None = Field(None, gt=0)
+    # The deployments behind this model (router.pipeline.backends chooses one per attempt). Stored in the
+    # Table as a JSON array string; a row without it (or a file entry with only ``deployment`` and
+    # ``endpoint``) is one backend: that deployment at that endpoint. With ``backends``, ``deployment``
+    # (and ``endpoint``) may be left out: they default to the first backend of the lowest priority,
+    # which the judge and the quality sampler call.
+    backends: tuple[Backend, ...] = ()
 
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, v: str | None, info: ValidationInfo) -> str | None:
-        """Checked against the ``EndpointPolicy`` in the validation context when there is one (table
-        reads, ``models load``); always checked again before a call carries a token."""
-        if not v:
-            return None
-        policy = (info.context or {}).get("endpoint_policy")
-        return policy.check(v) if isinstance(policy, EndpointPolicy) else v.rstrip("/")
+        return _check_endpoint(v, info)
 
     @field_validator("deployment")
     @classmethod
     def _not_a_dot_segment(cls, v: str) -> str:
-        if v.strip(".") == "":
-            raise ValueError("deployment must not be a dot segment")
-        return v
+        return _check_deployment(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backends_in(cls, data: Any) -> Any:
+        """``backends`` as the Table stores it (a JSON string) or as a file gives it (a list); the primary
+        deployment defaults to the first backend of the lowest priority."""
+        if not isinstance(data, dict) or data.get("backends") in (None, "", [], ()):
+            return data
+        raw = data["backends"]
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raise ValueError("backends: not valid JSON (a JSON array of objects)") from None
+        if not isinstance(raw, list | tuple) or not all(isinstance(b, dict | Backend) for b in raw):
+            raise ValueError("backends: must be a JSON array of objects, each with a deployment")
+        if len(raw) > MAX_BACKENDS:
+            raise ValueError(f"backends: at most {MAX_BACKENDS}")
+        data = {**data, "backends": raw}
+        if "deployment" not in data:
+            first = min(
+                (b if isinstance(b, dict) else b.model_dump() for b in raw),
+                key=lambda b: b.get("priority", 1) if isinstance(b.get("priority", 1), int) else 0,
+            )
+            if isinstance(first.get("deployment"), str):
+                data["deployment"] = first["deployment"]
+                data.setdefault("endpoint", first.get("endpoint"))
+        return data
+
+    @model_validator(mode="after")
+    def _one_backend_at_least(self) -> ModelConfig:
+        if not self.backends:
+            implied = (Backend(deployment=self.deployment, endpoint=self.endpoint),)
+            object.__setattr__(self, "backends", implied)  # frozen: set once, while validating
+        elif not any(b.deployment == self.deployment for b in self.backends):
+            raise ValueError("deployment: must be one of the backends' deployments when backends is set")
+        seen = {(b.deployment, b.endpoint) for b in self.backends}
+        if len(seen) != len(self.backends):
+            raise ValueError("backends: the same deployment at the same endpoint is listed twice")
+        return self
 
     @model_validator(mode="after")
     def _finite(self) -> ModelConfig:
@@ -89,12 +181,32 @@ class ModelConfig(BaseModel):
         cached = self.cached_input_cost_per_1k
         return self.input_price if cached is None else cached
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The one backend a legacy model implies is not dumped: ``ModelConfig(**{**m.model_dump(),
+        "deployment": ...})`` keeps working, and a legacy model dumps as it always did."""
+        data: dict[str, Any] = handler(self)
+        if not self.declares_backends:
+            data.pop("backends", None)
+        return data
+
+    @property
+    def declares_backends(self) -> bool:
+        """More than the one backend a legacy row implies (its ``deployment`` at its ``endpoint``)."""
+        return self.backends != (Backend(deployment=self.deployment, endpoint=self.endpoint),)
+
     def to_entity(self) -> dict[str, Any]:
         entity: dict[str, Any] = {"PartitionKey": MODELS_PARTITION, "RowKey": self.name}
-        for key, value in self.model_dump(exclude={"name"}).items():
+        for key, value in self.model_dump(exclude={"name", "backends"}).items():
             if value is not None:
                 entity[key] = value
+        if self.declares_backends:  # a legacy model's row stays exactly as it was
+            entity["backends"] = self.backends_json()
         return entity
+
+    def backends_json(self) -> str:
+        items = [b.model_dump(exclude_defaults=True) for b in self.backends]
+        return json.dumps(items, separators=(",", ":"))
 
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any], policy: EndpointPolicy | None = None) -> ModelConfig:

@@ -49,6 +49,8 @@ def cost_record(plan: Plan, outcome: Outcome) -> CostRecord:
         team=plan.caller.team,
         model=model.name,
         deployment=model.deployment,
+        endpoint=model.endpoint,
+        provisioned=len(model.backends) == 1 and model.backends[0].provisioned,
         complexity=c.complexity,
         classifier=c.classifier,
         scorer=c.scorer or None,
@@ -68,8 +70,13 @@ def cost_record(plan: Plan, outcome: Outcome) -> CostRecord:
         status="ok" if outcome.error_code is None else "error",
         error_code=outcome.error_code,
         fallbacks=len(failed),
-        attempts=json.dumps([{"model": a.model, "error_code": a.error_code} for a in failed])
-        if failed
-        else None,
+        attempts=json.dumps([_attempt(a) for a in failed]) if failed else None,
         usage_estimated=outcome.usage_estimated or c.judge_usage_estimated,
     )
+
+
+def _attempt(a: Attempt) -> dict[str, str]:
+    out = {"model": a.model, "error_code": a.error_code}
+    if a.deployment:
+        out["deployment"] = a.deployment
+    return out

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from router.costs.records import CostRecord
     from router.models.catalog import ModelCatalog
     from router.models.config import ModelConfig
+    from router.pipeline.backends import Target
     from router.pipeline.judge import ScoreCache
     from router.pipeline.route import Constraints, Decision
     from router.settings import Settings
@@ -70,7 +71,7 @@ class RouterService:
         self.recorder = recorder
         self.health = health or SharedHealth.from_settings(settings)
         self.classifier = Classifier(settings, scorer, clients, self.health)
-        self.policy = ExecutionPolicy(self.health, settings.ATTEMPT_TIMEOUT_S)
+        self.policy = ExecutionPolicy(self.health, settings.ATTEMPT_TIMEOUT_S, settings.AZURE_OPENAI_ENDPOINT)
 
     @property
     def scorer(self) -> Scorer:
@@ -99,7 +100,7 @@ class RouterService:
     async def execute(
         self,
         plan: Plan,
-        call: Callable[[ModelConfig, float], Awaitable[T]],
+        call: Callable[[Target, float], Awaitable[T]],
         deadline: Deadline,
         *,
         request_id: str,
@@ -108,12 +109,13 @@ class RouterService:
     ) -> Execution[T]:
         """Run the plan's chain. When every attempt fails, the failure is recorded (if it cost anything)
         and its ``RouterError`` raised for the caller; ``too_large`` is the usage to record for an answer
-        refused unread for its size."""
+        refused unread for its size, and also the request's token estimate a backend must have left."""
+        demand = too_large.prompt_tokens + too_large.completion_tokens if too_large else 0
         try:
             return await execute(
                 plan.chain, call, deadline, self.policy, models=plan.routable or plan.models,
                 constraints=plan.constraints,
-                allow_outside_constraints=plan.allow_outside_constraints,
+                allow_outside_constraints=plan.allow_outside_constraints, demand_tokens=demand,
             )  # fmt: skip
         except ExecutionFailed as failure:
             await self.record_failure(
@@ -175,8 +177,10 @@ class RouterService:
         plan = await self.plan(request, deadline)
         messages = [{"role": "user", "content": query}]
 
-        async def call(model: ModelConfig, timeout_s: float) -> Any:
-            return await self.clients.chat(self.endpoint_for(model), model.deployment, messages, timeout_s)
+        async def call(target: Target, timeout_s: float) -> Any:
+            model = target.model  # as the chosen backend serves it
+            return await self.clients.chat(self.endpoint_for(model), model.deployment, messages, timeout_s,
+                                           headers=target.headers, on_headers=target.on_headers)  # fmt: skip
 
         # Too large to read: priced at the prompt's estimate and the longest output allowed.
         limit = TokenUsage(estimate_prompt_tokens(messages), self.settings.MAX_OUTPUT_TOKENS, True)

@@ -27,8 +27,8 @@ GAMMA = (1 + ALPHA) / (1 - ALPHA)
 _LOG_GAMMA = math.log(GAMMA)
 MIN_LATENCY_MS = 0.01  # anything faster is counted as this (the bucket index stays bounded)
 
-GroupBy = Literal["model", "day", "classifier", "scorer", "caller", "team"]
-GROUP_BY: tuple[GroupBy, ...] = ("model", "day", "classifier", "scorer", "caller", "team")
+GroupBy = Literal["model", "day", "classifier", "scorer", "caller", "team", "deployment"]
+GROUP_BY: tuple[GroupBy, ...] = ("model", "day", "classifier", "scorer", "caller", "team", "deployment")
 ANONYMOUS = "anonymous"  # the caller and team of records made before callers existed, or under function keys
 
 # The only columns a report reads (the Table query selects exactly these).
@@ -52,6 +52,9 @@ COLUMNS = (
     "fallbacks",
     "caller",
     "team",
+    "deployment",
+    "endpoint",
+    "provisioned",
 )
 
 METHOD = {
@@ -182,6 +185,10 @@ class GroupKey(NamedTuple):
     scorer: str = "?"  # "?" for records made before cost records named their scorer
     caller: str = ANONYMOUS  # who made the call (router.callers)
     team: str = ANONYMOUS
+    # The backend that answered ("?" endpoint in records made before backends existed).
+    deployment: str = "?"
+    endpoint: str = "?"
+    provisioned: bool = False
 
 
 Cube = dict[GroupKey, Summary]
@@ -194,6 +201,7 @@ def summarize(day: str, entities: Iterable[Mapping[str, Any]], cube: Cube | None
         key = GroupKey(
             day, str(e.get("model") or "?"), str(e.get("classifier") or "?"), str(e.get("scorer") or "?"),
             str(e.get("caller") or ANONYMOUS), str(e.get("team") or ANONYMOUS),
+            str(e.get("deployment") or "?"), str(e.get("endpoint") or "?"), e.get("provisioned") is True,
         )  # fmt: skip
         s = cube.get(key)
         if s is None:
@@ -292,6 +300,18 @@ def build_report(cube: Cube, start: date, end: date, group_by: GroupBy | None) -
         report["groups"] = [
             {"day": d.isoformat(), **figures(by_day.get(d.isoformat(), Summary()), totals.calls)}
             for d in days(start, end)
+        ]
+    elif group_by == "deployment":
+        by_backend = rollup(cube, lambda k: (k.deployment, k.endpoint, k.provisioned))
+        ordered_backends = sorted(by_backend.items(), key=lambda kv: (-kv[1].calls, kv[0]))
+        report["groups"] = [
+            {
+                "deployment": d,
+                "endpoint": None if e == "?" else e,
+                "provisioned": p,
+                **figures(s, totals.calls),
+            }
+            for (d, e, p), s in ordered_backends
         ]
     elif group_by is not None:
         groups = by_model if group_by == "model" else rollup(cube, lambda k: getattr(k, group_by))

@@ -8,7 +8,7 @@ parameter.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from router.quality import report as quality_report
 from router.quality.store import read_period
-from router.reports import dashboard
+from router.reports import dashboard, utilisation
 from router.reports.aggregate import GROUP_BY, Cube, build_report
 from router.reports.params import REPORT_ERRORS, FromQ, ToQ, single
 from router.reports.period import Period, parse_group_by, parse_period
@@ -49,6 +49,14 @@ async def _charged(report: dict[str, Any], quality: TableClient, period: Period)
     """The report with the quality checks' spend as its own line, in total spend and out of savings."""
     spent = quality_report.overhead(await read_period(quality, period, quality_report.OVERHEAD_COLUMNS))
     return quality_report.charge_report(report, spent)
+
+
+async def _budget_shares(report: dict[str, Any], runtime: Runtime, period: Period) -> None:
+    """The in-memory catalogue's TPM of each provisioned backend (no table read)."""
+    service = await runtime.service()
+    tpm = utilisation.budgets(await service.catalog.all_models(), runtime.settings.AZURE_OPENAI_ENDPOINT)
+    minutes = utilisation.period_minutes(period, datetime.now(UTC))
+    utilisation.add_budget_shares(report["groups"], tpm, minutes)
 
 
 def build_router(runtime: Runtime) -> APIRouter:
@@ -84,6 +92,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         cube, sources = await load(period)
         report: dict[str, Any] = build_report(cube, period.start, period.end, by)
         report["source"] = sources.to_dict()
+        if by == "deployment":  # provisioned backends: tokens as a share of their budget (catalogue TPM)
+            await _budget_shares(report, runtime, period)
         return JSONResponse(await _charged(report, await table(runtime.settings.QUALITY_TABLE), period))
 
     @router.get(

@@ -35,12 +35,14 @@ PAGE_SIZE = 1000  # the service maximum per page
 SLICES = 8  # a day's partition is read as this many RowKey (time) ranges in parallel
 CONCURRENCY = 16  # queries in flight at once
 # Roll-up format version (2: groups keyed by scorer too; 3: cached and reasoning tokens, cache savings in
-# the summary; 4: groups keyed by caller and team too); a day stored with another version is recomputed.
-SCHEMA = 4
+# the summary; 4: groups keyed by caller and team too; 5: and by the backend); a day stored with another
+# version is recomputed.
+SCHEMA = 5
 MARKER = "day"  # RowKey of the row that says "this day's roll-up is complete"
 _DAY_MS = 86_400_000
 _ROLLUP_COLUMNS = (
-    "PartitionKey", "RowKey", "schema", "groups", "model", "classifier", "scorer", "caller", "team", "summary"
+    "PartitionKey", "RowKey", "schema", "groups", "model", "classifier", "scorer", "caller", "team",
+    "deployment", "endpoint", "provisioned", "summary",
 )  # fmt: skip
 
 
@@ -115,7 +117,8 @@ async def scan_day(
 
 def group_row_key(key: GroupKey) -> str:
     # Model names are free text; a hash keeps the RowKey within the characters Table Storage allows.
-    parts = (key.model, key.classifier, key.scorer, key.caller, key.team)
+    parts = (key.model, key.classifier, key.scorer, key.caller, key.team, key.deployment, key.endpoint,
+             str(key.provisioned))  # fmt: skip
     return "g-" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 
@@ -142,6 +145,7 @@ def _group_key(pk: str, row: dict[str, Any]) -> GroupKey:
     return GroupKey(
         pk, str(row["model"]), str(row["classifier"]), str(row.get("scorer") or "?"),
         str(row.get("caller") or ANONYMOUS), str(row.get("team") or ANONYMOUS),
+        str(row.get("deployment") or "?"), str(row.get("endpoint") or "?"), row.get("provisioned") is True,
     )  # fmt: skip
 
 
@@ -166,6 +170,9 @@ async def write_rollup(table: TableClient, day: date, cube: Cube) -> None:
             "scorer": key.scorer,
             "caller": key.caller,
             "team": key.team,
+            "deployment": key.deployment,
+            "endpoint": key.endpoint,
+            "provisioned": key.provisioned,
             "summary": json.dumps(s.to_dict(), separators=(",", ":")),
         }
         ops.append(("upsert", entity))

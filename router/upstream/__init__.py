@@ -7,7 +7,10 @@ Two interchangeable implementations, picked by ``UPSTREAM_CLIENT`` through ``cre
   same URL, body, Entra token and SDK exception classes; streams through the SDK.
 
 ``errors.error_kind`` turns whatever either raises into the (code, kind, retry-after) the pipeline's
-retry, fallback and health rules read, so those rules never see an SDK type.
+retry, fallback and health rules read, so those rules never see an SDK type. Every call takes optional
+extra request ``headers`` (Azure's spillover header) and an ``on_headers`` callback that receives the
+response headers (``ratelimit.read_limits``: remaining tokens/requests, the deployment that answered),
+streams included, at no cost to a call that passes neither.
 """
 
 from __future__ import annotations

@@ -31,11 +31,11 @@ from urllib.parse import quote
 
 from router.credentials import OPENAI_SCOPE
 from router.upstream.limits import DEFAULT_MAX_BYTES, read_capped
-from router.upstream.protocol import Completion, completion_from
+from router.upstream.protocol import Completion, HeaderSink, completion_from
 from router.upstream.sdk import OpenAIClients
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     import aiohttp
     from azure.core.credentials import AccessToken
@@ -112,36 +112,45 @@ class AiohttpOpenAIClients:
         return url
 
     async def chat(
-        self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, **params: Any
-    ) -> Completion:
-        return completion_from(
-            await self.post_json(endpoint, deployment, {"messages": messages, **params}, timeout_s), messages
+        self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, *,
+        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None, **params: Any,
+    ) -> Completion:  # fmt: skip
+        body = {"messages": messages, **params}
+        data = await self.post_json(
+            endpoint, deployment, body, timeout_s, headers=headers, on_headers=on_headers
         )
+        return completion_from(data, messages)
 
     async def stream(
-        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float
-    ) -> SSEStream:
-        return await self._sdk.stream(endpoint, deployment, body, timeout_s)
+        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float, *,
+        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None,
+    ) -> SSEStream:  # fmt: skip
+        return await self._sdk.stream(
+            endpoint, deployment, body, timeout_s, headers=headers, on_headers=on_headers
+        )
 
     async def post_json(
-        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float
-    ) -> dict[str, Any]:
+        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float, *,
+        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         import aiohttp
 
         session = self._session_now()
         url = self._url(endpoint, deployment)
-        headers = {
+        sent = {
             "Authorization": f"Bearer {await self._bearer()}",
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
+        if headers:
+            sent.update(headers)
         payload = json.dumps({**body, "model": deployment}, ensure_ascii=False).encode()
         try:
             async with session.post(
                 url,
                 data=payload,
-                headers=headers,
+                headers=sent,
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
                 allow_redirects=False,
             ) as response:
@@ -149,6 +158,8 @@ class AiohttpOpenAIClients:
                 status = response.status
                 if status >= 300:
                     raise _status_error(url, status, list(response.headers.items()), content)
+                if on_headers is not None:
+                    on_headers(response.headers)
         except TimeoutError as exc:
             import openai
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,22 +24,31 @@ class Completion:
     reasoning_tokens: int = 0  # of completion_tokens, hidden reasoning
 
 
+# Called with a successful response's headers (a case-insensitive mapping) before its body is read: how
+# the pipeline sees x-ratelimit-remaining-* and x-ms-deployment-name at no cost to calls that do not ask.
+HeaderSink = Callable[[Any], None]
+
+
 class UpstreamClient(Protocol):
     """Chat Completions against ``{endpoint}/openai/deployments/{deployment}`` with the process's Entra
     token. Errors are the ``openai`` SDK's exception classes (``error_kind`` reads them), and
-    ``UpstreamTooLarge`` for a body over ``MAX_UPSTREAM_BYTES``."""
+    ``UpstreamTooLarge`` for a body over ``MAX_UPSTREAM_BYTES``. ``headers`` are sent as extra request
+    headers (Azure's spillover header); ``on_headers`` receives the response headers."""
 
     async def chat(
-        self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, **params: Any
-    ) -> Completion: ...
+        self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, *,
+        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None, **params: Any,
+    ) -> Completion: ...  # fmt: skip
 
     async def post_json(
-        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float
-    ) -> dict[str, Any]: ...
+        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float, *,
+        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None,
+    ) -> dict[str, Any]: ...  # fmt: skip
 
     async def stream(
-        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float
-    ) -> SSEStream: ...
+        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float, *,
+        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None,
+    ) -> SSEStream: ...  # fmt: skip
 
     async def close(self) -> None: ...
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from router.credentials import OPENAI_SCOPE
 from router.upstream.limits import DEFAULT_MAX_BYTES
-from router.upstream.protocol import Completion, completion_from
+from router.upstream.protocol import Completion, HeaderSink, completion_from
 from router.upstream.sse import SSEStream
 
 if TYPE_CHECKING:
@@ -63,15 +63,19 @@ class OpenAIClients:
         )
 
     async def chat(
-        self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, **params: Any
-    ) -> Completion:
-        return completion_from(
-            await self.post_json(endpoint, deployment, {"messages": messages, **params}, timeout_s), messages
+        self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, *,
+        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None, **params: Any,
+    ) -> Completion:  # fmt: skip
+        body = {"messages": messages, **params}
+        data = await self.post_json(
+            endpoint, deployment, body, timeout_s, headers=headers, on_headers=on_headers
         )
+        return completion_from(data, messages)
 
     async def post_json(
-        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float
-    ) -> dict[str, Any]:
+        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float, *,
+        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         """A non-streaming Chat Completions call through the SDK's documented low-level ``post``: same
         Entra token provider, Azure deployment URL and error mapping as ``chat.completions.create``,
         without building typed request and response objects the router would only turn back into JSON
@@ -82,16 +86,19 @@ class OpenAIClients:
             "/chat/completions",
             body={**body, "model": deployment},
             cast_to=httpx2.Response,
-            options={"timeout": timeout_s},
+            options=_options(timeout_s, headers),
         )
+        if on_headers is not None:
+            on_headers(response.headers)
         data = json.loads(response.content)
         if not isinstance(data, dict):
             raise ValueError("upstream answered with a non-object JSON body")
         return data
 
     async def stream(
-        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float
-    ) -> SSEStream:
+        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float, *,
+        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None,
+    ) -> SSEStream:  # fmt: skip
         """A streaming Chat Completions call through the same ``post``: the SDK sends it and raises its
         errors; the body is left unread for ``SSEStream`` (which knows whether ``[DONE]`` came)."""
         import httpx2
@@ -100,12 +107,18 @@ class OpenAIClients:
             "/chat/completions",
             body={**body, "model": deployment},
             cast_to=httpx2.Response,
-            options={"timeout": timeout_s},
+            options=_options(timeout_s, headers),
             stream=True,
         )
+        if on_headers is not None:
+            on_headers(response.headers)
         return SSEStream(response)
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.close()
+
+
+def _options(timeout_s: float, headers: Mapping[str, str] | None) -> Any:
+    return {"timeout": timeout_s, "headers": dict(headers)} if headers else {"timeout": timeout_s}
