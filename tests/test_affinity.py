@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from router.api.app import create_app
-from router.chat.affinity import MAX_EARLIER_TURNS, earlier_turns, session_model, session_value
+from router.chat.affinity import MAX_EARLIER_TURNS, conversation_turns, session_model, session_value
 from router.dev.azurite import free_port
 from router.dev.simulator import Reply
 from router.models.store import upsert_table
@@ -88,17 +88,26 @@ def test_route_reason_is_fallback_when_another_model_answered():
     assert route_reason("affinity", "large", "medium") == "fallback"
 
 
+def earlier_texts(messages: list[dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(turn.text() for turn in conversation_turns(messages).earlier)
+
+
 def test_earlier_turns_are_the_conversation_up_to_each_earlier_user_turn():
-    assert earlier_turns(CONVERSATION[:1]) == ()
-    turns = earlier_turns(CONVERSATION)
+    assert earlier_texts(CONVERSATION[:1]) == ()
+    turns = earlier_texts(CONVERSATION)
     assert len(turns) == 3 and turns[0] == HARD and turns[1].startswith("thanks\n\n")
+    # Each earlier turn's digest is the digest this turn had when it was the latest: its score, kept
+    # then, is found again without rebuilding its text.
+    keys = [conversation_turns(CONVERSATION[: 2 * n + 1]).key for n in range(4)]
+    assert [t.key for t in conversation_turns(CONVERSATION).earlier] == keys[:3]
+    assert len(set(keys)) == 4 and conversation_turns(CONVERSATION[:2]).key is None
     # Ending in a tool result continues the turn that called the tool: that turn is an earlier one.
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
     tool_turn = [{"role": "user", "content": "weather?"}, {"role": "assistant", "tool_calls": [call]},
                  {"role": "tool", "tool_call_id": "c1", "content": "3C"}]  # fmt: skip
-    assert earlier_turns(tool_turn) == ("weather?",)
+    assert earlier_texts(tool_turn) == ("weather?",)
     long = [m for i in range(50) for m in ({"role": "user", "content": f"q{i}"}, {"role": "assistant"})]
-    assert len(earlier_turns(long)) == MAX_EARLIER_TURNS
+    assert len(earlier_texts(long)) == MAX_EARLIER_TURNS
 
 
 def test_the_session_hint_round_trips_and_anything_else_is_ignored():

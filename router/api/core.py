@@ -26,12 +26,13 @@ from router.api.schemas import (
     RouteResponse,
     Usage,
 )
-from router.chat.affinity import ROUTE_REASON_HEADER, SESSION_HEADER, earlier_turns, session_model
+from router.chat.affinity import ROUTE_REASON_HEADER, SESSION_HEADER, conversation_turns, session_model
 from router.chat.conversation import routing_text
 from router.pipeline.plan import PlanRequest
 
 if TYPE_CHECKING:
     from router.callers.identity import Caller
+    from router.pipeline.affinity import EarlierTurn
     from router.pipeline.service import RouteResult
     from router.quality.sampler import Later
     from router.runtime import Runtime
@@ -93,13 +94,13 @@ def decide_request(body: DecideRequest, caller: Caller, session: str | None, aff
     """What /api/decide plans: the query alone, or (with ``messages``) the conversation it ends, read as
     the chat endpoint reads it, its earlier turns and ``x-router-session`` included when affinity is on."""
     text = body.query
-    earlier: tuple[str, ...] = ()
+    earlier: tuple[EarlierTurn, ...] = ()
     if body.messages:
         turn = {"role": "user", "content": body.query}
         messages = [*(m.model_dump(mode="json") for m in body.messages), turn]
         text = routing_text(messages)
         if affinity:
-            earlier = earlier_turns(messages)
+            earlier = conversation_turns(messages).earlier
     return PlanRequest(text, body.to_constraints(), needs=body.needs(), caller=caller, earlier=earlier,
                        session_model=session_model(session) if affinity else None)  # fmt: skip
 

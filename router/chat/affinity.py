@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from router.chat.conversation import routing_text
+from router.pipeline.affinity import EarlierTurn
 
 SESSION_HEADER = "x-router-session"
 ROUTE_REASON_HEADER = "x-router-route-reason"
@@ -27,14 +32,43 @@ _PREFIX = "s1."
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # a catalogue name (router.models.config)
 
 
-def earlier_turns(messages: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
-    """The routing text of every earlier user turn (the conversation up to and including it, as the
-    classifier read it when that turn was asked), oldest first, at most ``MAX_EARLIER_TURNS``. A user
-    message is earlier when anything follows it: a conversation ending in tool results continues the
-    turn that called the tool."""
+@dataclass(frozen=True, slots=True)
+class Turns:
+    earlier: tuple[EarlierTurn, ...]  # oldest first, at most MAX_EARLIER_TURNS
+    key: bytes | None  # this turn's digest (the next turn's earlier one), when it ends in a user message
+
+
+def conversation_turns(messages: Sequence[Mapping[str, Any]]) -> Turns:
+    """Every earlier user turn: a digest of the conversation up to and including it (one pass over the
+    messages), and its routing text as the classifier read it when that turn was asked (built only if
+    its score is not remembered). A user message is earlier when anything follows it: a conversation
+    ending in tool results continues the turn that called the tool."""
+    digest = hashlib.blake2b(digest_size=16)
     last = len(messages) - 1
-    ends = [i for i, m in enumerate(messages) if m.get("role") == "user" and i < last]
-    return tuple(routing_text(messages[: i + 1]) for i in ends[-MAX_EARLIER_TURNS:])
+    earlier = []
+    for i, message in enumerate(messages):
+        digest.update(_message_bytes(message))
+        if message.get("role") == "user" and i < last:
+            earlier.append(EarlierTurn(digest.copy().digest(), partial(_text_up_to, messages, i + 1)))
+    ends_with_user = bool(messages) and messages[-1].get("role") == "user"
+    return Turns(tuple(earlier[-MAX_EARLIER_TURNS:]), digest.digest() if ends_with_user else None)
+
+
+def _message_bytes(message: Mapping[str, Any]) -> bytes:
+    """The message, unambiguously: its role, a string content as it is (the bulk, and fast), anything
+    else (content parts, tool calls, names) as canonical JSON."""
+    content = message.get("content")
+    rest = {k: v for k, v in message.items() if k not in ("role", "content")}
+    if not isinstance(content, str):
+        rest["content"] = content
+    extra = json.dumps(rest, sort_keys=True, separators=(",", ":"), default=str) if rest else ""
+    text = content if isinstance(content, str) else ""
+    head = f"{message.get('role')}\x00{len(text)}\x00{extra}\x00"
+    return (head + text + "\x01").encode("utf-8", "surrogatepass")
+
+
+def _text_up_to(messages: Sequence[Mapping[str, Any]], end: int) -> str:
+    return routing_text(messages[:end])
 
 
 def session_value(model: str) -> str:

@@ -16,7 +16,7 @@ from router.api.schemas import ConstraintsIn
 from router.chat.affinity import (
     ROUTE_REASON_HEADER,
     SESSION_HEADER,
-    earlier_turns,
+    conversation_turns,
     session_model,
     session_value,
 )
@@ -108,7 +108,7 @@ def _plan_request(
     """``session``: the caller's x-router-session header, or None when CONVERSATION_AFFINITY is off (the
     earlier turns are then not read either)."""
     output = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-    affinity = session is not None and req.routed
+    turns = conversation_turns(body["messages"]) if session is not None and req.routed else None
     return PlanRequest(
         text=routing_text(body["messages"]),
         constraints=limits.to_constraints(),
@@ -117,8 +117,9 @@ def _plan_request(
         context_tokens=prompt_estimate + output,
         needs=needs_of(body),
         caller=caller,
-        earlier=earlier_turns(body["messages"]) if affinity else (),
-        session_model=session_model(session) if affinity else None,
+        earlier=turns.earlier if turns else (),
+        session_model=session_model(session) if turns else None,
+        turn_key=turns.key if turns else None,
     )
 
 

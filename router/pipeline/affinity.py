@@ -29,7 +29,8 @@ neither route below the classifier's choice nor outside the caller's limits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from router.pipeline.route import Constraints, Decision, choose, most_capable
@@ -40,6 +41,14 @@ if TYPE_CHECKING:
 ROUTE_REASONS = ("classified", "affinity", "escalated", "pinned", "fallback")
 
 
+@dataclass(frozen=True, slots=True)
+class EarlierTurn:
+    """One earlier user turn of a conversation."""
+
+    key: bytes  # a digest of the conversation up to and including it: what its score is remembered by
+    text: Callable[[], str]  # its routing text, as the classifier read it then (built only when needed)
+
+
 def conversation_model(
     models: Sequence[ModelConfig],
     earlier: Sequence[float],
@@ -47,11 +56,13 @@ def conversation_model(
     hinted: str | None = None,
 ) -> ModelConfig | None:
     """The model the conversation so far was answered by: the most capable of where each earlier turn's
-    complexity routes among ``models`` and, when it is one of them, the ``hinted`` model."""
+    complexity routes among ``models`` and, when it is one of them, the ``hinted`` model. The hardest
+    earlier turn decides: the cheapest model that takes a harder query is never less capable (it also
+    took the easier one, and the easier one's pick was no dearer), so one ``choose`` is enough."""
     enabled = [m for m in models if m.enabled]
     if not enabled:
         return None
-    held = [choose(enabled, c, constraints).model for c in earlier]
+    held = [choose(enabled, max(earlier), constraints).model] if earlier else []
     held += [m for m in enabled if m.name == hinted]
     return most_capable(held) if held else None
 

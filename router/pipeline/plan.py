@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from router.callers.identity import ANONYMOUS, Caller
 from router.errors import RouterError
-from router.pipeline.affinity import conversation_model, keep
+from router.pipeline.affinity import EarlierTurn, conversation_model, keep
 from router.pipeline.capabilities import Needs, capable, missing
 from router.pipeline.route import Constraints, Decision, choose, fallback_chain
 
@@ -33,10 +33,12 @@ class PlanRequest:
         default_factory=Needs
     )  # capabilities the request needs (tools, images, a JSON schema)
     caller: Caller = ANONYMOUS  # who sent it: attribution in the record, and whose budget it draws on
-    # Conversation affinity (router.pipeline.affinity): the routing text of each earlier user turn, and
-    # the model an x-router-session hint names. Empty/None: no affinity (a first turn, or it is off).
-    earlier: tuple[str, ...] = ()
+    # Conversation affinity (router.pipeline.affinity): the earlier user turns, the model an
+    # x-router-session hint names, and this turn's digest (its score is remembered for the next turn).
+    # Empty/None: no affinity (a first turn, or it is off).
+    earlier: tuple[EarlierTurn, ...] = ()
     session_model: str | None = None
+    turn_key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,8 @@ async def make_plan(
             code="context_length_exceeded", status=400, param="messages",
         )  # fmt: skip
     classification = await classifier.classify(request.text, fitting, deadline)
+    if request.turn_key is not None:
+        classifier.remember(request.turn_key, classification)
     complexity = classification.complexity
     classified = choose(fitting, complexity, request.constraints)
     decision, why = _with_affinity(request, fitting, classifier, classified, complexity)
@@ -107,6 +111,6 @@ def _with_affinity(
     each earlier turn re-scored by the scorer alone (the judge is a paid call), no state read."""
     if not request.earlier and request.session_model is None:
         return decision, "classified"
-    earlier = [classifier.score(text).complexity for text in request.earlier]
+    earlier = [classifier.earlier_score(turn) for turn in request.earlier]
     held = conversation_model(fitting, earlier, request.constraints, request.session_model)
     return keep(decision, complexity, held)
