@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from router.api import core, handlers
 from router.api.body import COMPONENT_REF
 from router.api.middleware import AwaitCostRecords, EdgeMiddleware
-from router.api.schemas import RouteRequest
+from router.api.schemas import DecideRequest, RouteRequest
 from router.chat import api as chat_api
 from router.chat.schemas import ChatCompletionRequest
 from router.quality import api as quality_api
@@ -22,7 +22,7 @@ from router.reports import api as reports_api
 from router.runtime import Runtime
 
 # Bodies parsed by hand (router.api.body): their schemas are added to the OpenAPI document here.
-_BODY_MODELS: tuple[type[BaseModel], ...] = (RouteRequest, ChatCompletionRequest)
+_BODY_MODELS: tuple[type[BaseModel], ...] = (RouteRequest, DecideRequest, ChatCompletionRequest)
 
 
 def create_app(runtime: Runtime | None = None, *, functions_host: bool = False) -> FastAPI:

@@ -68,7 +68,6 @@ class ConversationMessage(BaseModel):
 class DecideRequest(RouteRequest):
     messages: list[ConversationMessage] | None = Field(
         None,
-        max_length=10_000,
         description="The conversation before `query` (Chat Completions messages): decided as "
         "/api/v1/chat/completions would decide messages + query, conversation affinity included.",
     )

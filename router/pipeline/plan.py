@@ -2,7 +2,9 @@
 
 The one planning step of every endpoint (``/api/route``, ``/api/decide``, ``/api/v1/chat/completions``):
 the catalogue's enabled models → classify → ``choose`` → ``fallback_chain``. A pinned model skips the
-judge and the chain; a conversation too large for a model's context window leaves that model out.
+judge and the chain; a conversation too large for a model's context window leaves that model out. A
+follow-up turn of a conversation stays on the conversation's model when that can take it
+(``router.pipeline.affinity``); ``Plan.route_reason`` says what decided.
 """
 
 from __future__ import annotations
