@@ -334,3 +334,33 @@ async def test_affinity_across_two_router_processes(two_routers, simulator, azur
     assert in_b["two-4"]["complexity"] < SMALL.max_complexity
     assert in_a["two-1"]["route_reason"] == "classified"
     assert {c.deployment for c in simulator.seen} == {"dep-large"}
+
+
+def test_an_instance_remembers_its_turns_scores_and_re_scores_only_what_it_never_saw(settings_factory):
+    from router.classifiers.seed import SeedScorer
+    from router.pipeline.classify import Classifier
+
+    class Counting(SeedScorer):  # the real seed scorer, counting the texts it is given
+        def __init__(self) -> None:
+            self.texts: list[str] = []
+
+        def score(self, text: str) -> float:
+            self.texts.append(text)
+            return super().score(text)
+
+    settings = settings_factory(JUDGE_ENABLED=False)
+    scorer = Counting()
+    here = Classifier(settings, scorer, None, None)  # type: ignore[arg-type]  # no judge: no upstream
+    for n in (1, 3, 5):  # this instance answered turns 1..3
+        prefix = CONVERSATION[:n]
+        key = conversation_turns(prefix).key
+        assert key is not None
+        here.remember(key, asyncio.run(here.classify(HARD if n == 1 else "x", MODELS)))
+    scorer.texts.clear()
+    turns = conversation_turns(CONVERSATION).earlier
+    # What this instance remembered (its own scores then), not a re-scoring of the real texts (0.85 each)
+    assert [here.earlier_score(t) for t in turns] == [0.85, 0.001, 0.001] and scorer.texts == []
+    cold = Classifier(settings, scorer, None, None)  # type: ignore[arg-type]
+    assert [cold.earlier_score(t) for t in turns] == [0.85] * 3 and len(scorer.texts) == 3
+    off = Classifier(settings_factory(CONVERSATION_AFFINITY=False), scorer, None, None)  # type: ignore[arg-type]
+    assert len(off.turn_scores) == 0
