@@ -100,6 +100,9 @@ param deployments modelDeployment[] = [
 @description('Catalogue model the LLM judge uses (CLASSIFIER_MODEL); empty = the first deployment.')
 param classifierModel string = ''
 
+@description('Chat follow-ups stay on the conversation\'s model for its prompt cache (CONVERSATION_AFFINITY).')
+param conversationAffinity bool = true
+
 @description('More router settings (fields of router.settings.Settings, e.g. JUDGE_ENABLED: \'false\'), merged over the ones set here.')
 param extraAppSettings object = {}
 
@@ -217,6 +220,7 @@ module functionApp 'modules/function-app.bicep' = {
         AZURE_OPENAI_API_VERSION: openAiApiVersion
         CLASSIFIER_MODEL: empty(classifierModel) ? deployments[0].name : classifierModel
         ROLLUP_SCHEDULE: rollupSchedule
+        CONVERSATION_AFFINITY: conversationAffinity ? 'true' : 'false'
       },
       extraAppSettings
     )

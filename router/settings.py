@@ -76,6 +76,11 @@ class Settings(BaseModel):
     JUDGE_MAX_SHIFT: float = Field(
         0.3, ge=0, le=1, description="Most the judge may move the scorer's score, either way."
     )
+    CONVERSATION_AFFINITY: bool = Field(
+        True,
+        description="Chat follow-ups stay on the conversation's model (its prompt cache) unless the turn "
+        "needs a more capable one.",
+    )
     # HTTP
     MAX_BODY_BYTES: int = Field(1_048_576, gt=0, le=100 * 1_048_576)
     REQUEST_TIMEOUT_S: float = Field(

@@ -56,16 +56,26 @@ def _stop(proc: subprocess.Popen[str]) -> str:
 
 
 def test_dev_run_with_the_simulator_turns_the_judge_off_and_says_so():
-    proc, port = _start({})
+    sim_port = free_port()
+    proc, port = _start({"SIMULATOR_PORT": str(sim_port)})
     try:
         _wait_ready(port, proc)
         r = httpx2.post(f"http://127.0.0.1:{port}/api/decide", json={"query": MID_BAND}, timeout=10)
         assert r.status_code == 200, r.text
         assert r.json()["classifier"] == "heuristic" and r.json()["scorer"] == "seed"
+        # The simulator answers in about the model's avg_latency_ms (gpt-4.1-nano: 450 ms), ±20%.
+        sim = httpx2.post(
+            f"http://127.0.0.1:{sim_port}/openai/deployments/gpt-4.1-nano/chat/completions",
+            params={"api-version": "2024-10-21"}, headers={"authorization": "Bearer simulated-token"},
+            json={"messages": [{"role": "user", "content": "hi"}]}, timeout=10,
+        )  # fmt: skip
+        assert sim.status_code == 200, sim.text
+        assert 360 <= float(sim.headers["x-simulated-latency-ms"]) <= 540
     finally:
         out = _stop(proc)
     assert "LLM judge OFF (the simulator cannot judge)" in out
     assert "Scorer: seed; judge off" in out
+    assert "Simulated latency: each model's avg_latency_ms, jittered ±20%" in out
 
 
 def test_dev_run_keeps_the_judge_when_asked():

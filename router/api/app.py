@@ -14,7 +14,7 @@ from router.api import core, handlers
 from router.api.auth import AuthMiddleware, build_authenticator, close_authenticator
 from router.api.body import COMPONENT_REF
 from router.api.middleware import AwaitCostRecords, EdgeMiddleware
-from router.api.schemas import RouteRequest
+from router.api.schemas import DecideRequest, RouteRequest
 from router.chat import api as chat_api
 from router.chat import azure as azure_api
 from router.chat.schemas import AzureChatCompletionRequest, ChatCompletionRequest
@@ -24,7 +24,12 @@ from router.reports import api as reports_api
 from router.runtime import Runtime
 
 # Bodies parsed by hand (router.api.body): their schemas are added to the OpenAPI document here.
-_BODY_MODELS: tuple[type[BaseModel], ...] = (RouteRequest, ChatCompletionRequest, AzureChatCompletionRequest)
+_BODY_MODELS: tuple[type[BaseModel], ...] = (
+    RouteRequest,
+    DecideRequest,
+    ChatCompletionRequest,
+    AzureChatCompletionRequest,
+)
 
 
 def create_app(runtime: Runtime | None = None, *, functions_host: bool = False) -> FastAPI:

@@ -15,6 +15,7 @@ from router.api.body import json_body, parse_body
 from router.api.caller import caller_of
 from router.api.handlers import request_id
 from router.api.schemas import (
+    DecideRequest,
     DecideResponse,
     ErrorResponse,
     FallbackOut,
@@ -25,8 +26,13 @@ from router.api.schemas import (
     RouteResponse,
     Usage,
 )
+from router.chat.affinity import ROUTE_REASON_HEADER, SESSION_HEADER, conversation_turns, session_model
+from router.chat.conversation import routing_text
+from router.pipeline.plan import PlanRequest
 
 if TYPE_CHECKING:
+    from router.callers.identity import Caller
+    from router.pipeline.affinity import EarlierTurn
     from router.pipeline.service import RouteResult
     from router.quality.sampler import Later
     from router.runtime import Runtime
@@ -84,6 +90,21 @@ def _quality_sample(runtime: Runtime, result: RouteResult, rid: str, query: str)
     return later
 
 
+def decide_request(body: DecideRequest, caller: Caller, session: str | None, affinity: bool) -> PlanRequest:
+    """What /api/decide plans: the query alone, or (with ``messages``) the conversation it ends, read as
+    the chat endpoint reads it, its earlier turns and ``x-router-session`` included when affinity is on."""
+    text = body.query
+    earlier: tuple[EarlierTurn, ...] = ()
+    if body.messages:
+        turn = {"role": "user", "content": body.query}
+        messages = [*(m.model_dump(mode="json") for m in body.messages), turn]
+        text = routing_text(messages)
+        if affinity:
+            earlier = conversation_turns(messages).earlier
+    return PlanRequest(text, body.to_constraints(), needs=body.needs(), caller=caller, earlier=earlier,
+                       session_model=session_model(session) if affinity else None)  # fmt: skip
+
+
 def build_router(runtime: Runtime) -> APIRouter:
     api = APIRouter()
     log_prompts = runtime.settings.LOG_PROMPTS
@@ -105,15 +126,18 @@ def build_router(runtime: Runtime) -> APIRouter:
         return Response(payload, media_type="application/json", headers=headers, background=later)
 
     @api.post(
-        "/api/decide", response_model=DecideResponse, responses=ERRORS, openapi_extra=json_body(RouteRequest)
+        "/api/decide", response_model=DecideResponse, responses=ERRORS, openapi_extra=json_body(DecideRequest)
     )
     async def decide(request: Request, response: Response) -> DecideResponse:
-        body = await parse_body(request, RouteRequest)
+        body = await parse_body(request, DecideRequest)
         service = await runtime.service()
-        decision, classification = await service.decide(
-            body.query, body.to_constraints(), body.needs(), caller_of(request)
-        )
+        session = request.headers.get(SESSION_HEADER) if service.settings.CONVERSATION_AFFINITY else None
+        planned = decide_request(body, caller_of(request), session, service.settings.CONVERSATION_AFFINITY)
+        plan = await service.plan(planned, service.deadline(planned.constraints))
+        decision, classification = plan.decision, plan.classification
         response.headers["x-router-scorer"] = classification.scorer
+        response.headers["x-router-model"] = decision.model.name
+        response.headers[ROUTE_REASON_HEADER] = plan.route_reason
         return DecideResponse(
             model=decision.model.name,
             complexity=classification.complexity,
@@ -121,6 +145,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             scorer=classification.scorer,
             candidates=[m.name for m in decision.candidates],
             reason=decision.reason,
+            route_reason=plan.route_reason,
             request_id=request_id(request),
         )
 

@@ -56,6 +56,23 @@ class RouteRequest(BaseModel):
         return bool(self.constraints and self.constraints.allow_fallback_outside_constraints)
 
 
+class ConversationMessage(BaseModel):
+    """An earlier turn of a conversation, as Chat Completions sends it (its other fields kept as sent)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class DecideRequest(RouteRequest):
+    messages: list[ConversationMessage] | None = Field(
+        None,
+        description="The conversation before `query` (Chat Completions messages): decided as "
+        "/api/v1/chat/completions would decide messages + query, conversation affinity included.",
+    )
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -89,6 +106,9 @@ class DecideResponse(BaseModel):
     scorer: str
     candidates: list[str] = Field(description="Models meeting every constraint, cheapest first.")
     reason: str
+    route_reason: str = Field(
+        "classified", description="classified, affinity, escalated or pinned (see router.pipeline.affinity)"
+    )
     request_id: str
 
 

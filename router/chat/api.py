@@ -15,10 +15,18 @@ from router.api.body import json_body, parse_body
 from router.api.caller import caller_of
 from router.api.handlers import request_id
 from router.api.schemas import ConstraintsIn
+from router.chat.affinity import (
+    ROUTE_REASON_HEADER,
+    SESSION_HEADER,
+    conversation_turns,
+    session_model,
+    session_value,
+)
 from router.chat.conversation import estimate_prompt_tokens, routing_text
 from router.chat.schemas import OPENAI_ERRORS, ChatCompletionRequest
 from router.chat.stream import StreamCall, relay
 from router.errors import RouterError
+from router.pipeline.affinity import route_reason
 from router.pipeline.capabilities import needs_of, translate
 from router.pipeline.plan import PlanRequest
 from router.pipeline.record import Outcome
@@ -29,7 +37,6 @@ if TYPE_CHECKING:
     from router.callers.identity import Caller
     from router.models.config import ModelConfig
     from router.pipeline.backends import Target
-    from router.pipeline.classify import Classification
     from router.pipeline.execute import Deadline, Execution
     from router.pipeline.plan import Plan
     from router.pipeline.service import RouterService
@@ -99,8 +106,12 @@ def _plan_request(
     body: dict[str, Any],
     prompt_estimate: int,
     caller: Caller,
+    session: str | None,
 ) -> PlanRequest:
+    """``session``: the caller's x-router-session header, or None when CONVERSATION_AFFINITY is off (the
+    earlier turns are then not read either)."""
     output = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    turns = conversation_turns(body["messages"]) if session is not None and req.routed else None
     return PlanRequest(
         text=routing_text(body["messages"]),
         constraints=limits.to_constraints(),
@@ -109,12 +120,19 @@ def _plan_request(
         context_tokens=prompt_estimate + output,
         needs=needs_of(body),
         caller=caller,
+        earlier=turns.earlier if turns else (),
+        session_model=session_model(session) if turns else None,
+        turn_key=turns.key if turns else None,
     )
 
 
-def _router_headers(model: str, classification: Classification, cost: float | None) -> dict[str, str]:
+def _router_headers(plan: Plan, model: str, cost: float | None) -> dict[str, str]:
+    """The x-router-* headers of an answer from ``model``; ``x-router-session`` names it for the next turn."""
+    classification = plan.classification
     headers = {
         "x-router-model": model,
+        ROUTE_REASON_HEADER: route_reason(plan.route_reason, plan.chain[0].name, model),
+        SESSION_HEADER: session_value(model),
         "x-router-complexity": f"{classification.complexity:.4f}",
         "x-router-classifier": classification.classifier,
         "x-router-scorer": classification.scorer,
@@ -169,7 +187,8 @@ async def complete(runtime: Runtime, request: Request, req: ChatCompletionReques
     body = req.upstream_body()  # the messages as sent upstream are also what routing reads
     dropped = bill_limits(req, body, service.settings)
     prompt_estimate = estimate_prompt_tokens(body["messages"], req.tools)
-    planned = _plan_request(req, limits, body, prompt_estimate, caller_of(request))
+    session = request.headers.get(SESSION_HEADER, "") if service.settings.CONVERSATION_AFFINITY else None
+    planned = _plan_request(req, limits, body, prompt_estimate, caller_of(request), session)
     plan = await service.plan(planned, deadline)
     if not req.routed:  # the caller chose the model: a parameter it refuses is their 400, before a call
         translate(body, plan.chain[0], pinned=True)
@@ -197,7 +216,7 @@ async def complete(runtime: Runtime, request: Request, req: ChatCompletionReques
             idle_timeout_s=service.settings.STREAM_IDLE_TIMEOUT_S,
             on_end=later.stream_ended if later is not None else None, api=api,
         )  # fmt: skip
-        headers = {**_router_headers(execution.model.name, plan.classification, None), **extra}
+        headers = {**_router_headers(plan, execution.model.name, None), **extra}
         headers["cache-control"] = "no-cache"
         events = relay(execution.result, stream)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers, background=later)
@@ -235,7 +254,7 @@ async def _json_reply(
             cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
         )  # fmt: skip
         rec = await service.record(plan, outcome)
-    headers = {**_router_headers(model.name, plan.classification, rec.cost_usd), **reply.headers}
+    headers = {**_router_headers(plan, model.name, rec.cost_usd), **reply.headers}
     if reply.later is not None:
         reply.later.answered(completion_from(payload, []).text, rec.cost_usd)
     return JSONResponse(payload, headers=headers, background=reply.later)

@@ -31,6 +31,9 @@ class CostRecord(BaseModel):
     complexity: float
     classifier: str
     scorer: str | None = None  # the scorer's registry name (absent in records made before it existed)
+    # Why this model: classified, affinity, escalated, pinned or fallback (router.pipeline.affinity);
+    # absent in records made before it existed.
+    route_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     # Token types (0 in records made before they were read): the prompt tokens served from the prompt

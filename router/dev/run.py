@@ -71,9 +71,14 @@ async def _serve(host: str, port: int) -> int:
         runtime_kwargs["credential"] = SimulatorCredential()
 
     settings = load_settings()
-    if not await read_models(settings):
-        await upsert_models(settings, load_file(SAMPLE_MODELS))
+    models = await read_models(settings)
+    if not models:
+        models = load_file(SAMPLE_MODELS)
+        await upsert_models(settings, models)
         print(f"Seeded the models table from {Path(SAMPLE_MODELS).name}")
+    if simulated:
+        # Each deployment answers in about its model's avg_latency_ms (±20%), as in Azure.
+        sim.latency_ms.update({m.deployment: m.avg_latency_ms for m in models})
     app = create_app(Runtime(settings, **runtime_kwargs))
     servers.append(_server(app, host, port))
 
@@ -81,6 +86,7 @@ async def _serve(host: str, port: int) -> int:
         print("\n" + "!" * 78)
         print("!! No AZURE_OPENAI_ENDPOINT set: answers come from the LOCAL SIMULATOR, not a real model.")
         print(f"!! Simulated Azure OpenAI on {os.environ['AZURE_OPENAI_ENDPOINT']}")
+        print("!! Simulated latency: each model's avg_latency_ms, jittered ±20%.")
         if not settings.JUDGE_ENABLED:
             print("!! LLM judge OFF (the simulator cannot judge): routing uses the scorer alone.")
             print("!! Set JUDGE_ENABLED=true to call the simulated judge anyway.")

@@ -10,6 +10,13 @@ already sent to the same deployment reports that prefix (1,024 tokens, then 128-
 reasoning tokens, counted in ``completion_tokens`` and reported as
 ``usage.completion_tokens_details.reasoning_tokens``.
 
+Tools and JSON as Azure answers them (``router.dev.sim_answers``): a ``tool_calls`` answer when tools are
+offered and the prompt asks for one, valid JSON for ``response_format`` ``json_object``/``json_schema``,
+streamed too (tool-call deltas as OpenAI streams them). Latency: ``latency_ms`` maps a deployment to its
+model's ``avg_latency_ms``; each unscripted call then takes that, jittered by ±``latency_jitter`` (20%),
+and says so in ``x-simulated-latency-ms`` (a stream spends 40% before its first chunk, the rest spread
+over the chunks). Empty by default (the tests stay fast); ``./scripts dev`` fills it from the catalogue.
+
 Capacity as Azure reports it: a deployment given a ``Quota`` (``quotas``) refuses what its window cannot
 take with 429 and reports ``x-ratelimit-remaining-*`` on every answer (``router.dev.quota``); every answer
 names its deployment in ``x-ms-deployment-name``. A request carrying ``x-ms-spillover-deployment`` that
@@ -38,6 +45,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from router.dev.quota import Quota
+from router.dev.sim_answers import json_answer, tool_calls, tools_to_call
 
 SIMULATED_PREFIX = "[simulated"
 CACHE_MIN_TOKENS = 1024  # Azure caches prompts from 1,024 tokens, then in 128-token increments
@@ -100,22 +108,27 @@ class Simulator:
         delay_s: float = 0.0,
         seed: int = 0,
         reasoning_deployments: set[str] | None = None,
+        latency_ms: dict[str, float] | None = None,
     ) -> None:
         self.deployments = deployments  # None accepts any deployment name
         self.reasoning_deployments: set[str] = set(reasoning_deployments or ())
         # Per deployment: the message prefixes it has seen (hash -> their tokens), for cached_tokens.
         self._prefixes: dict[str, OrderedDict[str, int]] = defaultdict(OrderedDict)
         self.delay_s = delay_s
+        # Per deployment: its model's avg_latency_ms, applied to unscripted calls (jittered, seeded).
+        self.latency_ms: dict[str, float] = dict(latency_ms or {})
+        self.latency_jitter = 0.2
+        self._latency_rng = random.Random(seed + 1)
         # Random injected failures for load runs: this share of unscripted calls gets fault_status.
         self.fault_rate = 0.0
         self.fault_status = 500
         self.faults_injected = 0
         self._rng = random.Random(seed)
         self.scripts: dict[str, deque[Reply]] = defaultdict(deque)
-        self.quotas: dict[str, Quota] = {}
-        self.answered: dict[str, int] = defaultdict(int)  # 200s per deployment that answered
         self.seen: list[SeenRequest] = []
         self.keep_seen = True
+        self.quotas: dict[str, Quota] = {}
+        self.answered: dict[str, int] = defaultdict(int)  # 200s per deployment that answered
         self.app = Starlette(
             routes=[
                 Route("/openai/deployments/{deployment}/chat/completions", self._chat, methods=["POST"]),
@@ -133,8 +146,17 @@ class Simulator:
         self.seen.clear()
         self._prefixes.clear()
         self.reasoning_deployments.clear()
+        self.latency_ms.clear()
         self.fault_rate = 0.0
         self.faults_injected = 0
+
+    def latency_s(self, deployment: str) -> float:
+        """This call's simulated latency: the deployment's ``latency_ms`` ± ``latency_jitter`` (0: none)."""
+        average = self.latency_ms.get(deployment, 0.0)
+        if average <= 0:
+            return 0.0
+        jitter = self.latency_jitter
+        return average * self._latency_rng.uniform(1 - jitter, 1 + jitter) / 1000
 
     def calls_to(self, deployment: str) -> list[SeenRequest]:
         return [s for s in self.seen if s.deployment == deployment]
@@ -155,16 +177,21 @@ class Simulator:
             self.seen.append(SeenRequest(deployment, api_version, auth, body))
         if self.deployments is not None and deployment not in self.deployments:
             return _error(404, "DeploymentNotFound", f"The API deployment {deployment} does not exist")
-        reply = self._admitted(deployment, body, self._next_reply(deployment))
+        reply, scripted = self._next_reply(deployment)
+        reply = self._admitted(deployment, body, reply)
         spill = request.headers.get("x-ms-spillover-deployment")
         extra = {"x-ms-deployment-name": deployment}
         if spill and reply.status in (429, 500, 503):
             error = reply.status
-            reply = self._admitted(spill, body, self._next_reply(spill))
+            reply, scripted = self._next_reply(spill)
+            reply = self._admitted(spill, body, reply)
             extra = {"x-ms-deployment-name": spill, "x-ms-spillover-from-deployment": deployment,
                      "x-ms-spillover-error": str(error)}  # fmt: skip
             deployment = spill
-        delay = reply.delay_s or self.delay_s
+        latency = 0.0 if scripted else self.latency_s(deployment)
+        if latency:
+            reply.headers = {**reply.headers, "x-simulated-latency-ms": f"{latency * 1000:.1f}"}
+        delay = reply.delay_s or self.delay_s or (latency if not body.get("stream") else 0.4 * latency)
         if delay:
             await asyncio.sleep(delay)
         if reply.status != 200:
@@ -172,7 +199,8 @@ class Simulator:
                 reply.status, reply.error_code or str(reply.status), reply.error_message, reply.headers
             )
         self.answered[deployment] += 1
-        return self._answer(deployment, body, replace(reply, headers={**reply.headers, **extra}))
+        reply = replace(reply, headers={**reply.headers, **extra})
+        return self._answer(deployment, body, reply, stream_time_s=0.6 * latency)
 
     def _admitted(self, deployment: str, body: dict[str, Any], reply: Reply) -> Reply:
         """``reply`` as the deployment's quota lets it through: a 429 when the window cannot take the
@@ -188,37 +216,47 @@ class Simulator:
             return Reply(status=429, error_code="429", error_message=message, headers=quota.refusal_headers())
         return replace(reply, headers={**reply.headers, **quota.headers()})
 
-    def _next_reply(self, deployment: str) -> Reply:
-        """The scripted reply, else an injected fault (at ``fault_rate``), else the default answer."""
+    def _next_reply(self, deployment: str) -> tuple[Reply, bool]:
+        """The scripted reply, else an injected fault (at ``fault_rate``), else the default answer; and
+        whether it was scripted (a scripted reply keeps its own timing)."""
         queue = self.scripts.get(deployment)
         if queue:
-            return queue.popleft()
+            return queue.popleft(), True
         if self.fault_rate and self._rng.random() < self.fault_rate:
             self.faults_injected += 1
-            return Reply(status=self.fault_status, error_message="injected fault")
-        return Reply()
+            return Reply(status=self.fault_status, error_message="injected fault"), False
+        return Reply(), False
 
-    def _answer(self, deployment: str, body: dict[str, Any], reply: Reply) -> Response:
+    def _answer(
+        self, deployment: str, body: dict[str, Any], reply: Reply, stream_time_s: float = 0.0
+    ) -> Response:
         messages = body.get("messages") or []
-        content = reply.content if reply.content is not None else self._default_answer(deployment, messages)
-        usage: dict[str, Any] | None = reply.usage or self._usage(deployment, messages, content, reply)
+        calls = tool_calls(tools_to_call(body)) if reply.content is None else []
+        if reply.tool_calls:  # scripted calls
+            calls = [{"type": "function", **c} for c in reply.tool_calls]
+        content = reply.content
+        if content is None and not calls:
+            text = self._default_answer(deployment, messages)
+            content = json_answer(body.get("response_format"), text) or text
+        generated = content if content is not None else json.dumps(calls)
+        usage: dict[str, Any] | None = reply.usage or self._usage(deployment, body, generated, reply)
         if reply.omit_usage:
             usage = None
         cid = f"chatcmpl-sim{uuid.uuid4().hex[:20]}"
         created = int(time.time())
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            answer = _Streamed(content or "", calls, usage if include_usage else None, stream_time_s)
             return StreamingResponse(
-                _stream(cid, created, deployment, content, usage if include_usage else None, reply),
+                _stream(cid, created, deployment, answer, reply),
                 media_type="text/event-stream",
                 headers=reply.headers,
             )
-        choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = calls
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop",
                   "logprobs": None}  # fmt: skip
-        if reply.tool_calls:
-            calls = [{"type": "function", **c} for c in reply.tool_calls]
-            choice.update(message={"role": "assistant", "content": None, "tool_calls": calls},
-                          finish_reason="tool_calls")  # fmt: skip
         payload = {"id": cid, "object": "chat.completion", "created": created, "model": deployment,
                    "choices": [choice], "system_fingerprint": "fp_simulated"}  # fmt: skip
         if usage is not None:
@@ -231,14 +269,16 @@ class Simulator:
             return StreamingResponse(_pieces(pieces), media_type="application/json", headers=reply.headers)
         return JSONResponse(payload, headers=reply.headers)
 
-    def _usage(
-        self, deployment: str, messages: list[dict[str, Any]], content: str, reply: Reply
-    ) -> dict[str, Any]:
-        """Counts estimated from the text (or scripted), with the token-type details when there are any."""
+    def _usage(self, deployment: str, body: dict[str, Any], content: str, reply: Reply) -> dict[str, Any]:
+        """Counts estimated from the text, tool definitions included (or scripted), with the token-type
+        details when there are any."""
+        messages = body.get("messages") or []
         cached = self._cached(deployment, messages)
         prompt_tokens = reply.prompt_tokens
         if prompt_tokens is None:
             prompt_tokens = sum(estimate_tokens(_message_text(m)) + 4 for m in messages) + 3
+            if body.get("tools"):
+                prompt_tokens += estimate_tokens(json.dumps(body["tools"]))
         cached = min(prompt_tokens, cached if reply.cached_tokens is None else reply.cached_tokens)
         visible = estimate_tokens(content)
         reasoning = 0
@@ -310,11 +350,40 @@ def _block(text: str, name: str) -> str:
     return match.group(2) if match else ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Streamed:
+    """What a stream carries: text or tool calls, the usage chunk (None: not asked for) and how long the
+    chunks take in all (the simulated latency after the first one)."""
+
+    content: str
+    calls: list[dict[str, Any]]
+    usage: dict[str, Any] | None
+    time_s: float = 0.0
+
+
+def _pieces_of(answer: _Streamed) -> list[dict[str, Any]]:
+    """The deltas after the role chunk: one per word of text, or per tool call its header (id, name, empty
+    arguments) then its arguments in 16-character pieces, as OpenAI streams them."""
+    if not answer.calls:
+        words = answer.content.split(" ")
+        return [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
+    deltas: list[dict[str, Any]] = []
+    for index, call in enumerate(answer.calls):
+        head = {"index": index, "id": call["id"], "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+        deltas.append({"tool_calls": [head]})
+        arguments = call["function"]["arguments"]
+        for at in range(0, len(arguments), 16):
+            piece = {"index": index, "function": {"arguments": arguments[at : at + 16]}}
+            deltas.append({"tool_calls": [piece]})
+    return deltas
+
+
 async def _stream(
-    cid: str, created: int, model: str, content: str, usage: dict[str, Any] | None, reply: Reply
+    cid: str, created: int, model: str, answer: _Streamed, reply: Reply
 ) -> AsyncIterator[bytes]:
-    """The answer as Chat Completions chunks: role, one chunk per word, finish, usage (when asked for and
-    not omitted), [DONE]; ``reply`` can cut it short, drop [DONE], pad it or slow it down."""
+    """The answer as Chat Completions chunks: role, the pieces, finish, usage (when asked for and not
+    omitted), [DONE]; ``reply`` can cut it short, drop [DONE], pad it or slow it down."""
 
     def chunk(choices: list[dict[str, Any]], usage_: dict[str, Any] | None = None) -> bytes:
         obj: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created,
@@ -328,23 +397,17 @@ async def _stream(
     def delta(d: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
         return [{"index": 0, "delta": d, "finish_reason": finish}]
 
-    yield chunk(delta({"role": "assistant", "content": ""}))
-    if reply.tool_calls:  # each call in one chunk, as Azure sends short arguments
-        for i, call in enumerate(reply.tool_calls):
-            yield chunk(delta({"tool_calls": [{"index": i, "type": "function", **call}]}))
-        yield chunk(delta({}, "tool_calls"))
-        if usage is not None:
-            yield chunk([], usage)
-        yield b"data: [DONE]\n\n"
-        return
-    for i, piece in enumerate(content.split(" ")):
+    pieces = _pieces_of(answer)
+    pause = max(reply.chunk_delay_s, answer.time_s / max(1, len(pieces)))
+    yield chunk(delta({"role": "assistant", "content": None if answer.calls else ""}))
+    for i, piece in enumerate(pieces):
         if reply.cut_after_chunks is not None and i >= reply.cut_after_chunks:
             return  # the connection ends here: no finish_reason, no usage, no [DONE]
-        yield chunk(delta({"content": piece if i == 0 else " " + piece}))
-        await asyncio.sleep(reply.chunk_delay_s)
-    yield chunk(delta({}, "stop"))
-    if usage is not None:
-        yield chunk([], usage)
+        yield chunk(delta(piece))
+        await asyncio.sleep(pause)
+    yield chunk(delta({}, "tool_calls" if answer.calls else "stop"))
+    if answer.usage is not None:
+        yield chunk([], answer.usage)
     if not reply.omit_done:
         yield b"data: [DONE]\n\n"
 

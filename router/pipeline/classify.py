@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from router.classifiers import Scorer
     from router.health import SharedHealth
     from router.models.config import ModelConfig
+    from router.pipeline.affinity import EarlierTurn
     from router.pipeline.execute import Deadline
     from router.settings import Settings
     from router.upstream import UpstreamClient
@@ -43,6 +44,10 @@ class Classification:
     judge_usage_estimated: bool = False
 
 
+# Scorer scores of recent routing texts, by hash: conversation affinity re-scores a conversation's
+# earlier turns, which were this instance's turns before (router.pipeline.affinity). Off without affinity.
+TURN_SCORES_SIZE = 4096
+
 # One number, deterministically (a reasoning judge gets max_completion_tokens and no temperature).
 JUDGE_PARAMS = {"max_tokens": 8, "temperature": 0}
 
@@ -61,10 +66,27 @@ class Classifier:
         self.upstream = upstream
         self.health = health
         self.judge_cache = ScoreCache(settings.JUDGE_CACHE_SIZE)
+        self.turn_scores = ScoreCache(TURN_SCORES_SIZE if settings.CONVERSATION_AFFINITY else 0)
 
     def score(self, text: str) -> Classification:
         """The scorer alone (a pinned model needs no judge)."""
         return Classification(_rounded(self.scorer.score(text)), "pinned", self.scorer.name)
+
+    def earlier_score(self, turn: EarlierTurn) -> float:
+        """The scorer's score of an earlier turn (no judge: a paid call), remembered by the digest of the
+        conversation up to it: on the conversation's own instance every earlier turn was scored before,
+        so its routing text is not even rebuilt."""
+        score = self.turn_scores.get_key(turn.key)
+        if score is None:
+            score = _rounded(self.scorer.score(turn.text()))
+            self.turn_scores.put_key(turn.key, score)
+        return score
+
+    def remember(self, key: bytes, classification: Classification) -> None:
+        """Keep this turn's scorer score for the next turn's ``earlier_score`` (a judged score is not
+        the scorer's, which every instance can re-derive, so it is left out)."""
+        if classification.classifier != "llm":
+            self.turn_scores.put_key(key, classification.complexity)
 
     async def classify(
         self, query: str, models: tuple[ModelConfig, ...], deadline: Deadline | None = None

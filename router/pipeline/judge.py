@@ -82,16 +82,20 @@ class ScoreCache:
         return hashlib.blake2b(query.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
     def get(self, query: str) -> float | None:
-        k = self.key(query)
+        return self.get_key(self.key(query))
+
+    def put(self, query: str, score: float) -> None:
+        self.put_key(self.key(query), score)
+
+    def get_key(self, k: bytes) -> float | None:
         value = self._items.get(k)
         if value is not None:
             self._items.move_to_end(k)
         return value
 
-    def put(self, query: str, score: float) -> None:
+    def put_key(self, k: bytes, score: float) -> None:
         if self._size <= 0:
             return
-        k = self.key(query)
         self._items[k] = score
         self._items.move_to_end(k)
         while len(self._items) > self._size:

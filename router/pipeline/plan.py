@@ -2,7 +2,9 @@
 
 The one planning step of every endpoint (``/api/route``, ``/api/decide``, ``/api/v1/chat/completions``):
 the catalogue's enabled models → classify → ``choose`` → ``fallback_chain``. A pinned model skips the
-judge and the chain; a conversation too large for a model's context window leaves that model out.
+judge and the chain; a conversation too large for a model's context window leaves that model out. A
+follow-up turn of a conversation stays on the conversation's model when that can take it
+(``router.pipeline.affinity``); ``Plan.route_reason`` says what decided.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from router.callers.identity import ANONYMOUS, Caller
 from router.errors import RouterError
+from router.pipeline.affinity import EarlierTurn, conversation_model, keep
 from router.pipeline.capabilities import Needs, capable, missing
 from router.pipeline.route import Constraints, Decision, choose, fallback_chain
 
@@ -32,6 +35,12 @@ class PlanRequest:
         default_factory=Needs
     )  # capabilities the request needs (tools, images, a JSON schema)
     caller: Caller = ANONYMOUS  # who sent it: attribution in the record, and whose budget it draws on
+    # Conversation affinity (router.pipeline.affinity): the earlier user turns, the model an
+    # x-router-session hint names, and this turn's digest (its score is remembered for the next turn).
+    # Empty/None: no affinity (a first turn, or it is off).
+    earlier: tuple[EarlierTurn, ...] = ()
+    session_model: str | None = None
+    turn_key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +53,7 @@ class Plan:
     allow_outside_constraints: bool
     routable: tuple[ModelConfig, ...] = ()  # the models execute may retry on (those with the capabilities)
     caller: Caller = ANONYMOUS
+    route_reason: str = "classified"  # why the first model: classified, affinity, escalated or pinned
 
 
 # The request field each capability comes from, named in a 400.
@@ -65,7 +75,7 @@ async def make_plan(
             raise RouterError(message, code="capability_unsupported", status=400, param=_PARAM_OF[lacking[0]])
         decision = Decision(pinned, (pinned,), "pinned by the caller")
         return Plan(decision, [pinned], models, classifier.score(request.text), request.constraints, allow,
-                    (pinned,), request.caller)  # fmt: skip
+                    (pinned,), request.caller, "pinned")  # fmt: skip
     routable = capable(models, request.needs)
     needs = request.needs.names()
     if not routable:
@@ -79,10 +89,30 @@ async def make_plan(
             code="context_length_exceeded", status=400, param="messages",
         )  # fmt: skip
     classification = await classifier.classify(request.text, fitting, deadline)
+    if request.turn_key is not None:
+        classifier.remember(request.turn_key, classification)
     complexity = classification.complexity
-    decision = choose(fitting, complexity, request.constraints)
+    classified = choose(fitting, complexity, request.constraints)
+    decision, why = _with_affinity(request, fitting, classifier, classified, complexity)
     if needs:
         decision = Decision(decision.model, decision.candidates,
                             f"{decision.reason}; only models that support {' and '.join(needs)}")  # fmt: skip
     chain = fallback_chain(fitting, decision, complexity, request.constraints, allow)
-    return Plan(decision, chain, models, classification, request.constraints, allow, routable, request.caller)
+    return Plan(decision, chain, models, classification, request.constraints, allow, routable, request.caller,
+                why)  # fmt: skip
+
+
+def _with_affinity(
+    request: PlanRequest,
+    fitting: tuple[ModelConfig, ...],
+    classifier: Classifier,
+    decision: Decision,
+    complexity: float,
+) -> tuple[Decision, str]:
+    """The decision kept on the conversation's model when it can take the turn (router.pipeline.affinity):
+    each earlier turn re-scored by the scorer alone (the judge is a paid call), no state read."""
+    if not request.earlier and request.session_model is None:
+        return decision, "classified"
+    earlier = [classifier.earlier_score(turn) for turn in request.earlier]
+    held = conversation_model(fitting, earlier, request.constraints, request.session_model)
+    return keep(decision, complexity, held)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from router.costs.records import CostRecord
 from router.pipeline import pricing
+from router.pipeline.affinity import route_reason
 from router.pipeline.route import most_capable
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def cost_record(plan: Plan, outcome: Outcome) -> CostRecord:
         complexity=c.complexity,
         classifier=c.classifier,
         scorer=c.scorer or None,
+        route_reason=route_reason(plan.route_reason, plan.chain[0].name, model.name),
         prompt_tokens=outcome.prompt_tokens,
         completion_tokens=outcome.completion_tokens,
         cached_tokens=outcome.cached_tokens,

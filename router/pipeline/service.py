@@ -16,7 +16,6 @@ from router.callers.identity import ANONYMOUS, Caller
 from router.chat.conversation import estimate_prompt_tokens
 from router.errors import CatalogUnavailable, ExecutionFailed, NoModelsError
 from router.health import SharedHealth
-from router.pipeline.capabilities import Needs
 from router.pipeline.classify import Classification, Classifier
 from router.pipeline.execute import Attempt, Deadline, Execution, ExecutionPolicy, execute
 from router.pipeline.plan import Plan, PlanRequest, make_plan
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from router.models.config import ModelConfig
     from router.pipeline.backends import Target
     from router.pipeline.judge import ScoreCache
-    from router.pipeline.route import Constraints, Decision
+    from router.pipeline.route import Constraints
     from router.settings import Settings
     from router.upstream import UpstreamClient
 
@@ -157,13 +156,6 @@ class RouterService:
             await self.record(plan, outcome)
 
     # -- the flows ------------------------------------------------------------------------------
-    async def decide(
-        self, query: str, constraints: Constraints, needs: Needs | None = None, caller: Caller = ANONYMOUS
-    ) -> tuple[Decision, Classification]:
-        request = PlanRequest(query, constraints, needs=needs or Needs(), caller=caller)
-        plan = await self.plan(request, self.deadline(constraints))
-        return plan.decision, plan.classification
-
     async def route(
         self,
         query: str,
