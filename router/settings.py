@@ -204,7 +204,10 @@ class Settings(BaseModel):
     @field_validator("JUDGE_SCALE", mode="before")
     @classmethod
     def _comma_list(cls, v: object) -> object:
-        return [p.strip() for p in v.split(",")] if isinstance(v, str) else v
+        """``0,0.5,1``; a JSON list ``[0, 0.5, 1]`` or a tuple's text ``(0.0, 1.0)`` reads the same."""
+        if not isinstance(v, str):
+            return v
+        return [p.strip() for p in v.strip().strip("[]()").split(",")]
 
     @field_validator("JUDGE_SCALE")
     @classmethod

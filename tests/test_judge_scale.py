@@ -82,7 +82,8 @@ def test_the_band_holds_at_most_its_share_of_every_file() -> None:
 
 def test_judge_scale_setting_is_a_comma_list_validated_by_name() -> None:
     base = {"TABLES_CONNECTION_STRING": "x"}
-    assert load_settings({**base, "JUDGE_SCALE": "0, 0.5,1"}).JUDGE_SCALE == (0.0, 0.5, 1.0)
+    for text in ("0, 0.5,1", "[0, 0.5, 1]", "(0.0, 0.5, 1.0)"):
+        assert load_settings({**base, "JUDGE_SCALE": text}).JUDGE_SCALE == (0.0, 0.5, 1.0)
     assert DEFAULTS["JUDGE_SCALE"] == load_settings(base).JUDGE_SCALE
     for bad, why in (("0.5", "two points"), ("0.4,0.2", "non-decreasing"), ("0,1.5", r"\[0, 1\]")):
         with pytest.raises(SettingsError, match=f"JUDGE_SCALE.*{why}"):
