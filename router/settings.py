@@ -6,6 +6,7 @@ sets it, so an error message points at the variable to fix.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
 from functools import cached_property
@@ -69,9 +70,26 @@ class Settings(BaseModel):
     CLASSIFIER_TIMEOUT_S: float = Field(3.0, gt=0, le=60)
     JUDGE_ENABLED: bool = True
     JUDGE_LOW: float = Field(
-        0.184866, ge=0, le=1, description="Scores in [LOW, HIGH] ask the judge (calibrated for learned-v2)."
+        0.190208, ge=0, le=1, description="Scores in [LOW, HIGH] ask the judge (calibrated for learned-v2)."
     )
-    JUDGE_HIGH: float = Field(0.234878, ge=0, le=1)
+    JUDGE_HIGH: float = Field(0.195739, ge=0, le=1)
+    JUDGE_SCALE: tuple[float, ...] = Field(
+        (
+            0.190208,
+            0.190745,
+            0.191323,
+            0.191916,
+            0.192546,
+            0.193409,
+            0.193863,
+            0.194258,
+            0.194843,
+            0.195302,
+            0.195739,
+        ),
+        description="The scorer's score for judge answers 0, 0.1, ..., 1 (comma list, any count >= 2, "
+        "non-decreasing; by router calibrate, for learned-v2); 0,1 takes the answer as it is.",
+    )
     JUDGE_CACHE_SIZE: int = Field(4096, ge=0, le=1_000_000)
     JUDGE_MAX_SHIFT: float = Field(
         0.3, ge=0, le=1, description="Most the judge may move the scorer's score, either way."
@@ -240,6 +258,25 @@ class Settings(BaseModel):
     @classmethod
     def _empty_is_unset(cls, v: str | None) -> str | None:
         return v or None
+
+    @field_validator("JUDGE_SCALE", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        """``0,0.5,1``; a JSON list ``[0, 0.5, 1]`` or a tuple's text ``(0.0, 1.0)`` reads the same."""
+        if not isinstance(v, str):
+            return v
+        return [p.strip() for p in v.strip().strip("[]()").split(",")]
+
+    @field_validator("JUDGE_SCALE")
+    @classmethod
+    def _monotone_scale(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if len(v) < 2:
+            raise ValueError("needs at least two points (scores for judge answers 0 and 1)")
+        if any(not 0 <= p <= 1 for p in v):
+            raise ValueError("points must be in [0, 1]")
+        if any(b < a for a, b in itertools.pairwise(v)):
+            raise ValueError("points must be non-decreasing (a harder answer may not lower the score)")
+        return v
 
     @field_validator("QUALITY_MAX_USD_PER_DAY", mode="before")
     @classmethod

@@ -167,6 +167,7 @@ def settings_factory(
             # The tests' queries sit in the seed rule's scale; the shipped band is learned-v2's.
             "JUDGE_LOW": 0.3,
             "JUDGE_HIGH": 0.7,
+            "JUDGE_SCALE": (0.0, 1.0),  # the judge's answer as it is (test_judge_scale.py: calibrated)
             "UPSTREAM_CLIENT": upstream_client,
         }
         values.update(overrides)

@@ -80,7 +80,9 @@ def test_dev_run_with_the_simulator_turns_the_judge_off_and_says_so():
 
 def test_dev_run_keeps_the_judge_when_asked():
     # The seed scorer's own band (the shipped one is calibrated for learned-v2's scale).
-    proc, port = _start({"JUDGE_ENABLED": "true", "JUDGE_LOW": "0.3", "JUDGE_HIGH": "0.7"})
+    proc, port = _start(
+        {"JUDGE_ENABLED": "true", "JUDGE_LOW": "0.3", "JUDGE_HIGH": "0.7", "JUDGE_SCALE": "0,1"}
+    )
     try:
         _wait_ready(port, proc)
         r = httpx2.post(f"http://127.0.0.1:{port}/api/decide", json={"query": MID_BAND}, timeout=10)

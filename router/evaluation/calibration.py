@@ -152,3 +152,49 @@ def judge_band(scores: Sequence[float], center: float, max_share: float = 0.15) 
         if lo_i == 0 and hi_i == n:
             break
     return best
+
+
+def judge_band_for_each(
+    score_sets: Sequence[Sequence[float]], center: float, max_share: float = 0.15
+) -> Band:
+    """The widest band around ``center`` that holds at most ``max_share`` of *each* set (one set per
+    file: calibration data, chat logs, your traffic), the intersection of their ``judge_band``s. Its
+    ``fraction`` is the largest share of any set inside it. Pooled files could hide one kind of traffic
+    that crowds the band: a chat log whose scores sit around the cut would call the judge far more often
+    than the benchmark mix that set the band."""
+    sets = [s for s in score_sets if len(s)]
+    if not sets:
+        raise ValueError("need scores")
+    bands = [judge_band(s, center, max_share) for s in sets]
+    low, high = max(b.low for b in bands), min(b.high for b in bands)
+    share = max(sum(1 for v in s if low <= v <= high) / len(s) for s in sets)
+    return Band(low, high, share)
+
+
+def _quantiles(values: Sequence[float], points: int) -> list[float]:
+    """``points`` evenly spaced quantiles (0 to 1, linear between order statistics) of ``values``."""
+    ss = sorted(values)
+    last = len(ss) - 1
+    out = []
+    for k in range(points):
+        x = k * last / (points - 1)
+        i = min(int(x), max(last - 1, 0))
+        out.append(ss[i] + (x - i) * (ss[min(i + 1, last)] - ss[i]))
+    return out
+
+
+def judge_scale(scores: Sequence[float], band: Band, cut: float, points: int = 11) -> tuple[float, ...]:
+    """Where the judge's 0..1 answers land on the scorer's scale (``JUDGE_SCALE``, ``points`` odd):
+    answers 0..0.5 on the quantiles of the scores in ``[band.low, cut]``, 0.5..1 on those in
+    ``[cut, band.high]``. The judge re-ranks the requests in the band on each side of the cut in front of
+    the priciest model: 0.5 is the cut itself, above it the priciest model answers. Monotone by
+    construction; a side without scores is a straight line between its ends."""
+    if points < 3 or points % 2 == 0:
+        raise ValueError("need an odd number of points, at least three")
+    half = points // 2 + 1
+    cut = min(max(cut, band.low), band.high)
+    below = [s for s in scores if band.low <= s <= cut] or [band.low, cut]
+    above = [s for s in scores if cut <= s <= band.high] or [cut, band.high]
+    lower = [band.low, *_quantiles([*below, band.low, cut], half)[1:-1], cut]
+    upper = [cut, *_quantiles([*above, cut, band.high], half)[1:-1], band.high]
+    return (*lower, *upper[1:])

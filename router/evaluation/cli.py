@@ -14,7 +14,7 @@ from typing import Any
 from router.classifiers.learned_v2 import LearnedV2Scorer
 from router.errors import DataError, SettingsError
 from router.evaluation import model_matching as catalogue
-from router.evaluation.calibration import Band, Plan, Tier, calibrate, judge_band
+from router.evaluation.calibration import Band, Plan, Tier, calibrate, judge_band_for_each, judge_scale
 from router.evaluation.data import (
     DEFAULT_STRONG,
     DEFAULT_WEAK,
@@ -110,6 +110,14 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         type=_fraction,
         default=0.15,
         help="largest share of requests the suggested JUDGE_LOW..JUDGE_HIGH band may hold (0.15)",
+    )
+    k.add_argument(
+        "--judge-data",
+        nargs="+",
+        default=[],
+        metavar="FILE.jsonl",
+        help="more requests (your traffic) the judge band must hold at most --judge-share of, each "
+        "file on its own like every --data file",
     )
     k.add_argument("--classifier", metavar="NAME", help="default: the CLASSIFIER setting")
     _weights_arg(k)
@@ -324,7 +332,9 @@ def _catalogue(args: argparse.Namespace) -> list[ModelConfig]:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     try:
-        records = [r for path in args.data for r in load_jsonl(path)]
+        files = [load_jsonl(path) for path in args.data]
+        records = [r for f in files for r in f]
+        judge_files = [load_jsonl(path) for path in args.judge_data]
         models = _catalogue(args)
         matching = catalogue.match(
             models, models_in(records), catalogue.parse_map(args.map), args.strong, args.weak
@@ -337,17 +347,21 @@ def run_calibrate(args: argparse.Namespace) -> int:
         return _fail("no enabled catalogue model could be matched to the data; use --map MODEL=DATA_MODEL")
     costs = catalogue.cost_source(matching.mapping, args.costs)
     tiers = catalogue.tiers(models, matching.mapping, records, costs)
-    scores = [scorer.score(r.text(args.prompt_field)) for r in records]
+    per_file = [[scorer.score(r.text(args.prompt_field)) for r in f] for f in [*files, *judge_files]]
+    scores = [s for f in per_file[: len(files)] for s in f]
     plan = calibrate(scores, tiers, args.target_quality)
     # The judge band sits on the cut in front of the priciest model (or mid-scale with one tier).
     top_cut = plan.thresholds[-2] if len(plan.thresholds) > 1 and plan.met else 0.5
-    band = judge_band(scores, top_cut, args.judge_share)
+    band = judge_band_for_each(per_file, top_cut, args.judge_share)
+    scale = judge_scale([s for f in per_file for s in f], band, top_cut)
     by_name = {m.name: m for m in models}
     updated = [
         by_name[t.name].model_copy(update={"max_complexity": round(th, 6)})
         for t, th in zip(tiers, plan.thresholds, strict=True)
     ]
-    doc = _plan_doc(args, len(records), classifier, costs, matching, tiers, by_name, updated, plan, band)
+    doc = _plan_doc(
+        args, len(records), classifier, costs, matching, tiers, by_name, updated, plan, band, scale
+    )
     print(_dumps(doc) if args.json else render_plan(doc, tiers[-1].name))
     return _apply(updated, matching.unmapped, quiet=args.json) if args.apply else 0
 
@@ -363,10 +377,12 @@ def _plan_doc(
     updated: Sequence[ModelConfig],
     plan: Plan,
     band: Band,
+    scale: Sequence[float],
 ) -> dict[str, Any]:
     """What ``router calibrate`` reports (``--json``) and ``render_plan`` prints."""
     return {
         "data": ", ".join(Path(p).name for p in args.data),
+        "judge_data": [Path(p).name for p in args.judge_data],
         "queries": queries,
         "classifier": classifier,
         "prompt_field": args.prompt_field,
@@ -389,6 +405,7 @@ def _plan_doc(
         "judge": {
             "JUDGE_LOW": round(band.low, 6),
             "JUDGE_HIGH": round(band.high, 6),
+            "JUDGE_SCALE": [round(v, 6) for v in scale],
             "share": band.fraction,
             "max_share": args.judge_share,
         },
@@ -441,8 +458,12 @@ def render_plan(doc: dict[str, Any], top: str) -> str:
     j = doc["judge"]
     lines.append(
         f"judge band: JUDGE_LOW={j['JUDGE_LOW']:.4g} JUDGE_HIGH={j['JUDGE_HIGH']:.4g} "
-        f"({100 * j['share']:.1f}% of these requests would ask the judge; "
-        f"at most {100 * j['max_share']:.0f}%)"
+        f"(at most {100 * j['share']:.1f}% of the requests of any one file would ask the judge; "
+        f"limit {100 * j['max_share']:.0f}%)"
+    )
+    lines.append(
+        "judge scale (its answers 0, 0.1, ..., 1 on this scorer's scale): JUDGE_SCALE="
+        + ",".join(f"{v:g}" for v in j["JUDGE_SCALE"])
     )
     lines += [f"note: {n}" for n in doc["notes"]]
     if doc["not_calibrated"]:

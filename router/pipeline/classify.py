@@ -1,7 +1,8 @@
 """Classify: how hard is this request? The scorer on every request; the LLM judge only in its band.
 
 The scorer is pure and in-process (``router.classifiers``). A score strictly inside
-``JUDGE_LOW``..``JUDGE_HIGH`` asks the judge model for one number (``router.pipeline.judge``), which may
+``JUDGE_LOW``..``JUDGE_HIGH`` asks the judge model for one number (``router.pipeline.judge``) in 0..1,
+read on the scorer's scale through ``JUDGE_SCALE`` (both calibrated by ``router calibrate``), which may
 move the score by at most ``JUDGE_MAX_SHIFT``; a judge that fails, times out or answers anything but a
 bare number leaves the scorer's score in place.
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from router.models.config import cheapest_first
 from router.pipeline import pricing
 from router.pipeline.capabilities import translate
-from router.pipeline.judge import ScoreCache, bounded, judge_messages, parse_score
+from router.pipeline.judge import ScoreCache, bounded, judge_messages, on_scale, parse_score
 from router.upstream.endpoints import endpoint_for
 from router.upstream.errors import error_kind
 
@@ -98,7 +99,7 @@ class Classifier:
             return Classification(score, self.scorer.kind, name)
         cached = self.judge_cache.get(query)
         if cached is not None:
-            return Classification(bounded(cached, score, s.JUDGE_MAX_SHIFT), "llm", name)
+            return Classification(self._judged(cached, score), "llm", name)
         judge = self._judge_model(models)
         if judge is None or not self.health.try_acquire(judge.name):
             return Classification(score, "heuristic-fallback", name)
@@ -135,7 +136,7 @@ class Classifier:
             parsed = _rounded(parsed)
             self.judge_cache.put(query, parsed)
         return Classification(
-            complexity=score if parsed is None else bounded(parsed, score, self.settings.JUDGE_MAX_SHIFT),
+            complexity=score if parsed is None else self._judged(parsed, score),
             classifier="heuristic-fallback" if parsed is None else "llm",
             scorer=self.scorer.name,
             judge_model=judge.name,
@@ -146,6 +147,11 @@ class Classifier:
             ),
             judge_usage_estimated=reply.usage_estimated,
         )
+
+    def _judged(self, answer: float, score: float) -> float:
+        """The judge's answer (0..1, as cached) on the scorer's scale, within the shift allowed."""
+        s = self.settings
+        return _rounded(bounded(on_scale(answer, s.JUDGE_SCALE), score, s.JUDGE_MAX_SHIFT))
 
     def _judge_model(self, models: tuple[ModelConfig, ...]) -> ModelConfig | None:
         name = self.settings.CLASSIFIER_MODEL

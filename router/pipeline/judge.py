@@ -7,6 +7,7 @@ import re
 import secrets
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Sequence
 
 JUDGE_MAX_QUERY_CHARS = 2000
 JUDGE_MAX_REPLY_CHARS = 32
@@ -62,6 +63,22 @@ def parse_score(reply: str | None) -> float | None:
         return None
     value = float(text)
     return value if 0.0 <= value <= 1.0 else None
+
+
+def on_scale(judged: float, scale: Sequence[float]) -> float:
+    """The judge's 0..1 answer on the scorer's scale: ``scale`` holds the scorer score for judge
+    answers 0, 1/(k-1), ..., 1 (non-decreasing), read by linear interpolation.
+
+    The judge knows nothing of the scorer's units (learned-v2's whole band is 0.18-0.24), so its
+    number is read as a rank: ``router calibrate`` sets the points to the quantiles of the scores
+    inside the judge band, and an answer of 0.5 lands on the band's median, the cut in front of the
+    priciest model. ``(0, 1)`` takes the answer as it is."""
+    steps = len(scale) - 1
+    if steps < 1:
+        raise ValueError("a judge scale needs at least two points")
+    x = min(max(judged, 0.0), 1.0) * steps
+    i = min(int(x), steps - 1)
+    return scale[i] + (x - i) * (scale[i + 1] - scale[i])
 
 
 def bounded(judged: float, scored: float, max_shift: float) -> float:
