@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 OPENAI_PREFIX = "/api/v1/"
@@ -20,8 +21,16 @@ def openai_type(status: int) -> str:
 
 
 def error_body(
-    path: str, status: int, code: str, message: str, request_id: str, param: str | None = None
+    path: str,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    param: str | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``details``: extra fields of the error object (e.g. a budget's ``remaining_usd``)."""
+    extra = dict(details or {})
     if path.startswith(OPENAI_PREFIX):
         return {
             "error": {
@@ -30,9 +39,10 @@ def error_body(
                 "param": param,
                 "code": code,
                 "request_id": request_id,
+                **extra,
             }
         }
-    return {"error": {"code": code, "message": message, "request_id": request_id}}
+    return {"error": {"code": code, "message": message, "request_id": request_id, **extra}}
 
 
 def error_bytes(path: str, status: int, code: str, message: str, request_id: str) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,8 +32,9 @@ def error_response(
     *,
     param: str | None = None,
     headers: Mapping[str, str] | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    body = error_body(request.url.path, status, code, message, request_id(request), param)
+    body = error_body(request.url.path, status, code, message, request_id(request), param, details)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -69,7 +71,8 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
 
 async def _router_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RouterError)
-    return error_response(request, exc.status, exc.code, exc.message, param=exc.param)
+    return error_response(request, exc.status, exc.code, exc.message, param=exc.param,
+                          headers=exc.headers or None, details=exc.details)  # fmt: skip
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -17,8 +17,9 @@ from router.chat.conversation import estimate_prompt_tokens, routing_text
 from router.chat.schemas import OPENAI_ERRORS, ChatCompletionRequest
 from router.chat.stream import StreamCall, relay
 from router.errors import RouterError
+from router.pipeline.admission import prompt_upper_bound
 from router.pipeline.capabilities import needs_of, translate
-from router.pipeline.plan import PlanRequest
+from router.pipeline.plan import Ask, PlanRequest
 from router.pipeline.record import Outcome
 from router.upstream.protocol import completion_from
 from router.upstream.usage import TokenUsage, read_usage, reply_chars
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 # (today: max_tokens / max_completion_tokens clamped to MAX_OUTPUT_TOKENS on an auto-routed call).
 DROPPED_PARAMS_HEADER = "x-router-dropped-params"
 _OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens")
+# "downgraded": the caller was over budget and the cheapest model within it answered (router.callers).
+BUDGET_HEADER = "x-router-budget"
 
 _HEADER_LIMITS = {"x-router-max-latency-ms": "max_latency_ms", "x-router-max-cost-per-1k": "max_cost_per_1k"}
 
@@ -98,6 +101,9 @@ def _plan_request(
     caller: Caller,
 ) -> PlanRequest:
     output = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    choices = body.get("n") or 1
+    ask = Ask(prompt_upper_bound(body["messages"], req.tools), output or None, choices,
+              rate_tokens=prompt_estimate + output * choices)  # fmt: skip
     return PlanRequest(
         text=routing_text(body["messages"]),
         constraints=limits.to_constraints(),
@@ -106,10 +112,13 @@ def _plan_request(
         context_tokens=prompt_estimate + output,
         needs=needs_of(body),
         caller=caller,
+        ask=ask,
     )
 
 
-def _router_headers(model: str, classification: Classification, cost: float | None) -> dict[str, str]:
+def _router_headers(
+    model: str, classification: Classification, cost: float | None, budget: str | None = None
+) -> dict[str, str]:
     headers = {
         "x-router-model": model,
         "x-router-complexity": f"{classification.complexity:.4f}",
@@ -118,6 +127,8 @@ def _router_headers(model: str, classification: Classification, cost: float | No
     }
     if cost is not None:
         headers["x-router-cost-usd"] = f"{cost:.8f}"
+    if budget is not None:
+        headers[BUDGET_HEADER] = budget
     return headers
 
 
@@ -130,6 +141,18 @@ def _quality_sample(
     messages = body["messages"]
     return runtime.sampler.consider(plan, model, request_id=rid, api="chat", prompt=routing_text(messages),
                                     messages=messages, params=body)  # fmt: skip
+
+
+def _check_pinned(service: RouterService, plan: Plan, body: dict[str, Any], routed: bool) -> None:
+    """The caller chose the model: a parameter it refuses is their 400, before any call (nothing
+    spent: the budget reservation is released)."""
+    if routed:
+        return
+    try:
+        translate(body, plan.chain[0], pinned=True)
+    except RouterError:
+        service.release(plan)
+        raise
 
 
 def build_router(runtime: Runtime) -> APIRouter:
@@ -156,8 +179,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         prompt_estimate = estimate_prompt_tokens(body["messages"], req.tools)
         planned = _plan_request(req, limits, body, prompt_estimate, caller_of(request))
         plan = await service.plan(planned, deadline)
-        if not req.routed:  # the caller chose the model: a parameter it refuses is their 400, before a call
-            translate(body, plan.chain[0], pinned=True)
+        _check_pinned(service, plan, body, req.routed)
         if req.stream:
             body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
         send = service.clients.stream if req.stream else service.clients.post_json
@@ -181,7 +203,10 @@ def build_router(runtime: Runtime) -> APIRouter:
                 idle_timeout_s=service.settings.STREAM_IDLE_TIMEOUT_S,
                 on_end=later.stream_ended if later is not None else None,
             )  # fmt: skip
-            headers = {**_router_headers(execution.model.name, plan.classification, None), **extra}
+            headers = {
+                **_router_headers(execution.model.name, plan.classification, None, plan.budget),
+                **extra,
+            }
             headers["cache-control"] = "no-cache"
             events = relay(execution.result, stream)
             return StreamingResponse(
@@ -222,7 +247,7 @@ async def _json_reply(
             cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
         )  # fmt: skip
         rec = await service.record(plan, outcome)
-    headers = {**_router_headers(model.name, plan.classification, rec.cost_usd), **reply.headers}
+    headers = {**_router_headers(model.name, plan.classification, rec.cost_usd, plan.budget), **reply.headers}
     if reply.later is not None:
         reply.later.answered(completion_from(payload, []).text, rec.cost_usd)
     return JSONResponse(payload, headers=headers, background=reply.later)

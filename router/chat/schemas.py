@@ -85,5 +85,5 @@ class OpenAIError(BaseModel):
 
 
 OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": OpenAIError} for code in (400, 404, 405, 413, 502, 503, 504)
+    code: {"model": OpenAIError} for code in (400, 404, 405, 413, 429, 502, 503, 504)
 }

@@ -125,6 +125,10 @@ class Classifier:
             judge_usage_estimated=reply.usage_estimated,
         )
 
+    def judge_model(self, models: tuple[ModelConfig, ...]) -> ModelConfig | None:
+        """The model the judge would ask (its worst case is part of a budget reservation)."""
+        return self._judge_model(models) if self.settings.JUDGE_ENABLED else None
+
     def _judge_model(self, models: tuple[ModelConfig, ...]) -> ModelConfig | None:
         name = self.settings.CLASSIFIER_MODEL
         if name is None:

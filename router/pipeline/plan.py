@@ -7,7 +7,7 @@ judge and the chain; a conversation too large for a model's context window leave
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from router.callers.identity import ANONYMOUS, Caller
@@ -16,9 +16,20 @@ from router.pipeline.capabilities import Needs, capable, missing
 from router.pipeline.route import Constraints, Decision, choose, fallback_chain
 
 if TYPE_CHECKING:
+    from router.callers.ledger import Reservation
     from router.models.config import ModelConfig
     from router.pipeline.classify import Classification, Classifier
     from router.pipeline.execute import Deadline
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What a request may use: its budget reservation and rate-limit charge (router.pipeline.admission)."""
+
+    prompt_tokens: int = 0  # an upper bound: the prompt's UTF-8 bytes (+ per message and image)
+    output_tokens: int | None = None  # the request's output limit; None: the model's cap
+    choices: int = 1
+    rate_tokens: int = 0  # charged to tokens-per-minute at admission: prompt estimate + explicit limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +43,7 @@ class PlanRequest:
         default_factory=Needs
     )  # capabilities the request needs (tools, images, a JSON schema)
     caller: Caller = ANONYMOUS  # who sent it: attribution in the record, and whose budget it draws on
+    ask: Ask = field(default_factory=Ask)  # what it may cost (admission)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +56,8 @@ class Plan:
     allow_outside_constraints: bool
     routable: tuple[ModelConfig, ...] = ()  # the models execute may retry on (those with the capabilities)
     caller: Caller = ANONYMOUS
+    reservation: Reservation | None = None  # the budget held at admission, settled by the cost record
+    budget: str | None = None  # "downgraded": over budget, the cheapest model within it answers
 
 
 # The request field each capability comes from, named in a 400.
@@ -86,3 +100,14 @@ async def make_plan(
                             f"{decision.reason}; only models that support {' and '.join(needs)}")  # fmt: skip
     chain = fallback_chain(fitting, decision, complexity, request.constraints, allow)
     return Plan(decision, chain, models, classification, request.constraints, allow, routable, request.caller)
+
+
+def downgraded_plan(request: PlanRequest, model: ModelConfig, models: tuple[ModelConfig, ...],
+                    classifier: Classifier) -> Plan:  # fmt: skip
+    """Over budget with ``on_budget: downgrade``: ``model`` (the cheapest whose worst case fits) alone,
+    no judge and no fallbacks, so the request cannot cost more than was reserved."""
+    decision = Decision(model, (model,), "downgraded: over budget, the cheapest model within the limits")
+    score = classifier.score(request.text)
+    classification = replace(score, classifier="downgraded")
+    return Plan(decision, [model], models, classification, request.constraints,
+                request.allow_outside_constraints, (model,), request.caller, budget="downgraded")  # fmt: skip
