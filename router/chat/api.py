@@ -155,6 +155,14 @@ def _check_pinned(service: RouterService, plan: Plan, body: dict[str, Any], rout
         raise
 
 
+def _sender(service: RouterService, req: ChatCompletionRequest, body: dict[str, Any]) -> Any:
+    """The upstream call for this request; a stream asks for its usage (the cost record needs it)."""
+    if req.stream:
+        body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
+        return service.clients.stream
+    return service.clients.post_json
+
+
 def build_router(runtime: Runtime) -> APIRouter:
     api = APIRouter(prefix="/api/v1")
 
@@ -180,9 +188,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         planned = _plan_request(req, limits, body, prompt_estimate, caller_of(request))
         plan = await service.plan(planned, deadline)
         _check_pinned(service, plan, body, req.routed)
-        if req.stream:
-            body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
-        send = service.clients.stream if req.stream else service.clients.post_json
+        send = _sender(service, req, body)
         changed: dict[str, list[str]] = {}
 
         async def call(model: ModelConfig, timeout_s: float) -> Any:

@@ -43,7 +43,9 @@ def prompt_upper_bound(messages: Sequence[Mapping[str, Any]], tools: Any = None)
     """At least as many tokens as any tokenizer makes of the prompt: one per UTF-8 byte."""
     total = 3
     for m in messages:
-        total += _MESSAGE_OVERHEAD + len(json.dumps(m.get("tool_calls") or "", ensure_ascii=False).encode())
+        total += _MESSAGE_OVERHEAD
+        if m.get("tool_calls"):
+            total += len(json.dumps(m["tool_calls"], ensure_ascii=False).encode())
         content = m.get("content")
         parts = content if isinstance(content, list) else [content]
         for part in parts:
