@@ -88,9 +88,9 @@ async def settled(http: httpx2.AsyncClient, runtime: Runtime) -> None:
     """Every settlement and cost-record write of the serving app has finished."""
     service = runtime.built_service
     for _ in range(200):
-        if service is not None and not service.admission.ledger._tasks.running:  # type: ignore[union-attr]
-            if (await http.get("/api/health")).json()["pending_cost_records"] == 0:
-                return
+        idle = service is not None and not service.admission.ledger._tasks.running  # type: ignore[union-attr]
+        if idle and (await http.get("/api/health")).json()["pending_cost_records"] == 0:
+            return
         await asyncio.sleep(0.02)
 
 
@@ -219,7 +219,7 @@ async def test_streams_and_failures_settle_so_nothing_stays_reserved(served, mon
 
 
 async def test_rate_limit_is_a_429_with_retry_after_to_the_next_minute(served, monkeypatch):
-    h, runtime, client, http = served
+    h, _, client, _ = served
     await cli(h, monkeypatch, "anonymous", "--tpm", "10")
     # "hello there" is 11 tokens by the estimate (11 chars / 3.5, + 7), plus max_tokens 20: 31 > 10.
     with pytest.raises(openai.RateLimitError) as refused:
