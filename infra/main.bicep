@@ -58,6 +58,11 @@ param costsRollupTableName string = 'costsdaily'
 @maxLength(63)
 param qualityTableName string = 'quality'
 
+@description('Table holding budgets, spend counters and rate-limit counts per caller and team (BUDGETS_TABLE).')
+@minLength(3)
+@maxLength(63)
+param budgetsTableName string = 'budgets'
+
 @description('Azure OpenAI data-plane API version the router calls (AZURE_OPENAI_API_VERSION).')
 param openAiApiVersion string = '2024-10-21'
 
@@ -147,6 +152,7 @@ module storage 'modules/storage.bicep' = {
     tableNames: [
       modelsTableName
       costsTableName
+      budgetsTableName
       healthTableName
       costsRollupTableName
       qualityTableName
@@ -191,6 +197,7 @@ module functionApp 'modules/function-app.bicep' = {
         HEALTH_TABLE: healthTableName
         COSTS_ROLLUP_TABLE: costsRollupTableName
         QUALITY_TABLE: qualityTableName
+        BUDGETS_TABLE: budgetsTableName
         AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
         // The app's token goes to this deployment's account only (README, Security): its host, as the suffix.
         ALLOWED_ENDPOINT_SUFFIXES: '.${split(openAi.outputs.endpoint, '/')[2]}'
@@ -213,6 +220,7 @@ module rbac 'modules/rbac.bicep' = {
     modelsTableName: modelsTableName
     dataTableNames: [
       costsTableName
+      budgetsTableName
       healthTableName
       costsRollupTableName
       qualityTableName
@@ -237,5 +245,6 @@ output COSTS_TABLE string = costsTableName
 output HEALTH_TABLE string = healthTableName
 output COSTS_ROLLUP_TABLE string = costsRollupTableName
 output QUALITY_TABLE string = qualityTableName
+output BUDGETS_TABLE string = budgetsTableName
 @description('The deployments parameter as JSON; the postprovision hook builds the catalogue from it.')
 output AZURE_OPENAI_DEPLOYMENTS string = string(deployments)
