@@ -249,8 +249,9 @@ async def test_cli_refuses_bad_values_and_clears(harness_factory, monkeypatch, c
 
 
 async def test_a_caller_without_a_budget_costs_no_table_round_trip(harness_factory, azurite, monkeypatch):
-    """The budgets table goes silent after the first request: unbudgeted callers keep being answered
-    (their limits are cached); a budgeted caller fails closed with 503 and the request id."""
+    """The budgets table goes silent after the first requests: unbudgeted callers keep being answered
+    (their limits are cached), and so is a caller never seen (its limits unknown); a caller known to
+    have a budget fails closed with 503 and the request id."""
     port = int(re.search(r"TableEndpoint=http://127\.0\.0\.1:(\d+)/", azurite.connection_string).group(1))
     proxy = HangingProxy(port).start()
     h = await harness_factory(
@@ -271,6 +272,11 @@ async def test_a_caller_without_a_budget_costs_no_table_round_trip(harness_facto
         for _ in range(3):
             r = await client.post("/api/v1/chat/completions", json={"model": "small", **ask()})
             assert r.status_code == 200
+        # A caller this instance has never seen: its limits cannot be read, so it is served unlimited
+        # (the router answers through a table outage, as it does for cost records).
+        stranger = {"x-test-caller": "stranger/s"}
+        r = await client.post("/api/v1/chat/completions", json={"model": "small", **ask()}, headers=stranger)
+        assert r.status_code == 200
         r = await client.post("/api/v1/chat/completions", json={"model": "small", **ask()}, headers=payer)
         assert r.status_code == 503
         error = r.json()["error"]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("router.budgets")
 
 _MAX_TRIES = 50  # conditional-write attempts on one counter before the request gets a 503
+_FIRST_READ_S = 2.0  # the longest a request waits for a name's limits (once per name and instance)
 _SETTLE_TRIES = 5  # a settlement that keeps failing stays reserved (never overspends; see README)
 
 
@@ -98,15 +99,21 @@ class BudgetLedger:
 
     # -- limits: cached, refreshed in the background ---------------------------------------------
     async def limits(self, scope: Scope, name: str) -> Limits:
-        """The cached limits; only a name never seen before waits for the table (one point read)."""
+        """The cached limits; only a name never seen before waits for the table (one point read, at
+        most ``_FIRST_READ_S``). If that read fails the name counts as unlimited until a background
+        read succeeds: the router keeps answering through a table outage, as it does for cost records
+        (a caller *known* to have a budget fails closed instead, in ``reserve``)."""
         key = (scope, name)
         cached = self._limits.get(key)
         if cached is None:
             try:
-                limits = await self._store.read_limits(scope, name) or NO_LIMITS
+                async with asyncio.timeout(_FIRST_READ_S):
+                    limits = await self._store.read_limits(scope, name) or NO_LIMITS
             except Exception as exc:
-                log.warning("budget limits of %s could not be read: %s", scope, type(exc).__name__)
-                raise BudgetUnavailable("the budgets table cannot be read; try again shortly") from None
+                log.warning("budget limits of a %s could not be read (%s); unknown until the table answers",
+                            scope, type(exc).__name__)  # fmt: skip
+                self._limits[key] = _Cached(NO_LIMITS, 0.0)  # stale at once: the next request re-reads
+                return NO_LIMITS
             self._limits[key] = _Cached(limits, time.monotonic() + self._ttl)
             return limits
         if cached.fresh_until < time.monotonic() and not cached.refreshing:
@@ -134,10 +141,14 @@ class BudgetLedger:
         self._limits.clear()
         self._known.clear()
 
+    async def lookup(self, caller: Caller) -> tuple[Limits, Limits]:
+        """The caller's and its team's limits, both first reads at once."""
+        own, team = await asyncio.gather(self.limits("caller", caller.id), self.limits("team", caller.team))
+        return own, team
+
     async def budgets(self, caller: Caller) -> list[Budget]:
         """The caller's and its team's limits that have a budget (empty: nothing to reserve)."""
-        caller_limits = await self.limits("caller", caller.id)
-        team_limits = await self.limits("team", caller.team)
+        caller_limits, team_limits = await self.lookup(caller)
         found = [Budget("caller", caller.id, caller_limits), Budget("team", caller.team, team_limits)]
         return [b for b in found if b.limits.budgeted]
 

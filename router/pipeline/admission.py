@@ -125,7 +125,7 @@ class Admission:
         self, request: PlanRequest, models: tuple[ModelConfig, ...], judge: ModelConfig | None
     ) -> Admitted:
         caller = request.caller
-        limits = await self.ledger.limits("caller", caller.id)
+        limits, _ = await self.ledger.lookup(caller)
         minute = ""
         if limits.tpm is not None:
             minute = self.limiter.admit(caller.id, limits.tpm, request.ask.rate_tokens)
