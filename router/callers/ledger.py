@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("router.budgets")
 
 _MAX_TRIES = 50  # conditional-write attempts on one counter before the request gets a 503
-_FIRST_READ_S = 2.0  # the longest a request waits for a name's limits (once per name and instance)
+_FIRST_READ_S = 3.0  # the longest a request waits for a name's limits (once per name and instance)
 _SETTLE_TRIES = 5  # a settlement that keeps failing stays reserved (never overspends; see README)
 
 
@@ -94,32 +94,46 @@ class BudgetLedger:
         self._locks: dict[tuple[Scope, str], asyncio.Lock] = {}
         self._known: dict[tuple[Scope, str], tuple[Counter, str | None]] = {}
         self._open: set[Reservation] = set()
+        self._first_reads: dict[tuple[Scope, str], asyncio.Task[Limits]] = {}
         self._tasks = _Tasks()
         self.conflicts = 0  # 412s seen (for tests and benchmarks)
 
     # -- limits: cached, refreshed in the background ---------------------------------------------
     async def limits(self, scope: Scope, name: str) -> Limits:
-        """The cached limits; only a name never seen before waits for the table (one point read, at
-        most ``_FIRST_READ_S``). If that read fails the name counts as unlimited until a background
-        read succeeds: the router keeps answering through a table outage, as it does for cost records
-        (a caller *known* to have a budget fails closed instead, in ``reserve``)."""
+        """The cached limits; only a name never seen before waits for the table: one point read per
+        instance, however many requests wait for it, for at most ``_FIRST_READ_S``. If the table does
+        not answer by then, the name counts as unlimited until the read (or a later one) succeeds: the
+        router keeps answering through a table outage, as it does for cost records (a caller *known*
+        to have a budget fails closed instead, in ``reserve``)."""
         key = (scope, name)
         cached = self._limits.get(key)
         if cached is None:
+            first = self._first_reads.get(key)
+            if first is None:
+                first = self._first_reads[key] = asyncio.get_running_loop().create_task(self._first_read(key))
             try:
-                async with asyncio.timeout(_FIRST_READ_S):
-                    limits = await self._store.read_limits(scope, name) or NO_LIMITS
+                return await asyncio.wait_for(asyncio.shield(first), _FIRST_READ_S)
             except Exception as exc:
                 log.warning("budget limits of a %s could not be read (%s); unknown until the table answers",
                             scope, type(exc).__name__)  # fmt: skip
-                self._limits[key] = _Cached(NO_LIMITS, 0.0)  # stale at once: the next request re-reads
+                # Unknown until the read in flight ends: later requests do not wait for it again.
+                self._limits.setdefault(key, _Cached(NO_LIMITS, 0.0, refreshing=not first.done()))
                 return NO_LIMITS
-            self._limits[key] = _Cached(limits, time.monotonic() + self._ttl)
-            return limits
         if cached.fresh_until < time.monotonic() and not cached.refreshing:
             cached.refreshing = True
             self._tasks.spawn(self._refresh(key, cached))
         return cached.limits
+
+    async def _first_read(self, key: tuple[Scope, str]) -> Limits:
+        try:
+            limits = await self._store.read_limits(*key) or NO_LIMITS
+        except BaseException:
+            self._limits[key] = _Cached(NO_LIMITS, 0.0)  # unknown, stale: re-read when next asked
+            raise
+        finally:
+            self._first_reads.pop(key, None)
+        self._limits[key] = _Cached(limits, time.monotonic() + self._ttl)
+        return limits
 
     async def _refresh(self, key: tuple[Scope, str], cached: _Cached) -> None:
         try:
