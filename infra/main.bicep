@@ -72,6 +72,11 @@ param authTenantId string = ''
 @description('entra: accepted token audiences, comma-separated (AUTH_AUDIENCE): the router\'s app registration, api://<app> and/or its client id.')
 param authAudience string = ''
 
+@description('Table holding budgets, spend counters and rate-limit counts per caller and team (BUDGETS_TABLE).')
+@minLength(3)
+@maxLength(63)
+param budgetsTableName string = 'budgets'
+
 @description('Azure OpenAI data-plane API version the router calls (AZURE_OPENAI_API_VERSION).')
 param openAiApiVersion string = '2024-10-21'
 
@@ -165,6 +170,7 @@ module storage 'modules/storage.bicep' = {
       modelsTableName
       callersTableName
       costsTableName
+      budgetsTableName
       healthTableName
       costsRollupTableName
       qualityTableName
@@ -214,6 +220,7 @@ module functionApp 'modules/function-app.bicep' = {
         AUTH_MODE: authMode
         AUTH_TENANT_ID: empty(authTenantId) ? tenant().tenantId : authTenantId
         AUTH_AUDIENCE: authAudience
+        BUDGETS_TABLE: budgetsTableName
         AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
         // The app's token goes to this deployment's account only (README, Security): its host, as the suffix.
         ALLOWED_ENDPOINT_SUFFIXES: '.${split(openAi.outputs.endpoint, '/')[2]}'
@@ -238,6 +245,7 @@ module rbac 'modules/rbac.bicep' = {
     callersTableName: callersTableName
     dataTableNames: [
       costsTableName
+      budgetsTableName
       healthTableName
       costsRollupTableName
       qualityTableName
@@ -263,5 +271,6 @@ output HEALTH_TABLE string = healthTableName
 output COSTS_ROLLUP_TABLE string = costsRollupTableName
 output QUALITY_TABLE string = qualityTableName
 output CALLERS_TABLE string = callersTableName
+output BUDGETS_TABLE string = budgetsTableName
 @description('The deployments parameter as JSON; the postprovision hook builds the catalogue from it.')
 output AZURE_OPENAI_DEPLOYMENTS string = string(deployments)

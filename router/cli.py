@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from router.callers import budget_cli
 from router.callers import cli as callers_cli
 from router.errors import SettingsError
 from router.evaluation import cli as evaluation_cli
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     reports_cli.add_commands(sub)
     quality_cli.add_commands(sub)
     callers_cli.add_commands(sub)
+    budget_cli.add_commands(sub)  # adds `budget` to the `callers` group (created if absent)
     return parser
 
 

@@ -6,12 +6,16 @@
     ├── RouterError                 an answer to the caller: HTTP ``status`` + stable ``code`` (+ ``param``)
     │   │                           (+ ``retry_after_s`` on a 429: the Retry-After headers)
     │   ├── NoModelsError           503 no_models: the catalogue could not be loaded or has nothing enabled
+    │   ├── BudgetExceeded          429 budget_exceeded: the caller's or team's day/month budget is spent
+    │   ├── RateLimited             429 rate_limit_exceeded: the caller's tokens-per-minute limit is used up
+    │   ├── BudgetUnavailable       503 budget_unavailable: the budgets table cannot be read or written
     │   ├── UpstreamError           502 upstream_*: no deployment could answer
     │   │   └── UpstreamTooLarge    502 response_too_large: an upstream body passed MAX_UPSTREAM_BYTES
     │   └── UpstreamTimeout         504 upstream_timeout: the request's time budget ran out
     ├── ExecutionFailed             internal: every attempt failed; carries the RouterError to answer with
     │                               and the attempts made, so the failure is still recorded
     ├── CatalogUnavailable          internal (RuntimeError): no model configs; surfaces as NoModelsError
+    ├── StaleEntity                 internal: a conditional (ETag) table write lost to another writer; retry
     ├── TransactionFailed           internal: a Table entity-group transaction was refused (nothing stored)
     ├── BodyTooLarge                internal: the edge middleware's signal to answer 413 body_too_large
     ├── AuthRejected                internal: no acceptable credential (401 unauthorized, one generic body;
@@ -30,7 +34,9 @@ becomes a 500 ``internal_error`` carrying the request id.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from router.models.config import ModelConfig
@@ -40,6 +46,8 @@ if TYPE_CHECKING:
 class RouterError(Exception):
     status = 500
     code = "internal_error"
+    headers: Mapping[str, str] = MappingProxyType({})  # sent with the error (e.g. Retry-After)
+    details: Mapping[str, Any] = MappingProxyType({})  # extra fields of the error body
 
     def __init__(
         self,
@@ -63,6 +71,36 @@ class RouterError(Exception):
 class NoModelsError(RouterError):
     status = 503
     code = "no_models"
+
+
+class BudgetExceeded(RouterError):
+    """The request's worst-case cost does not fit what is left of a budget (``router.callers``)."""
+
+    status = 429
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, details: Mapping[str, Any]) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)  # Retry-After and retry-after-ms
+        self.headers = {"x-router-budget-remaining": f"{details['remaining_usd']:.6f}"}
+        self.details = {**details, "retry_after_s": retry_after_s}
+
+
+class RateLimited(RouterError):
+    """The caller's tokens-per-minute limit is used up until the next UTC minute."""
+
+    status = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, details: Mapping[str, Any]) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)  # Retry-After and retry-after-ms
+        self.details = {**details, "retry_after_s": retry_after_s}
+
+
+class BudgetUnavailable(RouterError):
+    """A budgeted caller's counters could not be read or written: fail closed rather than overspend."""
+
+    status = 503
+    code = "budget_unavailable"
 
 
 class UpstreamError(RouterError):
@@ -107,6 +145,13 @@ class ExecutionFailed(Exception):
 
 class CatalogUnavailable(RuntimeError):
     """No model configs could be loaded (store unreachable at start, or nothing enabled)."""
+
+
+class StaleEntity(Exception):
+    """A conditional table write was refused (412, or 409 on create): the entity changed since read."""
+
+    def __init__(self, partition: str, row: str) -> None:
+        super().__init__(f"entity {partition}/{row} changed since it was read")
 
 
 class TransactionFailed(Exception):

@@ -13,6 +13,9 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from router.callers.budget_store import BudgetStore
+from router.callers.ledger import BudgetLedger, utcnow
+from router.callers.rate_limit import TokenRateLimiter
 from router.callers.store import read_key_row
 from router.classifiers import get_scorer
 from router.costs.recorder import CostRecorder
@@ -23,6 +26,7 @@ from router.health import table as health_table
 from router.models.catalog import ModelCatalog
 from router.models.config import ModelConfig
 from router.models.store import read_table
+from router.pipeline.admission import Admission
 from router.pipeline.service import RouterService
 from router.quality.sampler import QualitySampler
 from router.quality.store import day_total_usd
@@ -185,7 +189,14 @@ class Runtime:
             health=SharedHealth.from_settings(
                 s, instance_id=instance_id(), reader=self._read_health, writer=self._write_health
             ),
+            admission=self._admission(),
         )
+
+    def _admission(self) -> Admission:
+        s = self.settings
+        store = BudgetStore(lambda: self._cached_table(s.BUDGETS_TABLE))
+        ledger = BudgetLedger(store, s.BUDGET_LIMITS_TTL_S, utcnow)
+        return Admission(ledger, TokenRateLimiter(store, s.TPM_SYNC_S, utcnow), s)
 
     async def close(self) -> None:
         service, self._service = self._service, None
@@ -196,6 +207,8 @@ class Runtime:
             # Bounded: whatever the drain could not store is in the log, for `costs replay`.
             await service.recorder.drain(self.settings.COST_DRAIN_S)
             await service.health.wait_idle(timeout_s=1.0)
+            if service.admission is not None:
+                await service.admission.close()
             await service.clients.close()
         self._table_clients.clear()
         if self._tables is not None:

@@ -181,6 +181,19 @@ class Settings(BaseModel):
         50.0, ge=0, le=10_000, description="Background mode: how long records gather into one batch write."
     )
 
+    # Budgets and rate limits per caller and team (router.callers)
+    BUDGETS_TABLE: Annotated[str, Field(pattern=_TABLE_NAME)] = Field(
+        "budgets", description="Budget limits, spend counters and shared per-minute token counts."
+    )
+    BUDGET_LIMITS_TTL_S: float = Field(
+        30.0, gt=0, le=86400,
+        description="How long a caller's or team's limits are cached; a CLI change is seen within it.",
+    )  # fmt: skip
+    TPM_SYNC_S: float = Field(
+        1.0, gt=0, le=60,
+        description="How often each instance shares its per-caller token counts (the rate limit's bound).",
+    )  # fmt: skip
+
     # Quality: sampled shadow comparisons against the most capable model (router.quality)
     QUALITY_SAMPLE_RATE: float = Field(
         0.0, ge=0, le=1, description="Share of eligible calls also answered by the baseline and judged."

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("router.api")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 405, 413, 502, 503, 504)
+    code: {"model": ErrorResponse} for code in (400, 404, 405, 413, 429, 502, 503, 504)
 }
 
 _PRICE_FIELDS = ("input_cost_per_1k", "output_cost_per_1k", "cached_input_cost_per_1k")
@@ -123,6 +123,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         payload = route_response(result, rid).model_dump_json()  # typed: serialised once, not re-validated
         later = _quality_sample(runtime, result, rid, body.query)
         headers = {"x-router-scorer": result.classification.scorer}
+        if result.plan.budget is not None:  # over budget: the cheapest model within it answered
+            headers["x-router-budget"] = result.plan.budget
         return Response(payload, media_type="application/json", headers=headers, background=later)
 
     @api.post(
@@ -133,7 +135,9 @@ def build_router(runtime: Runtime) -> APIRouter:
         service = await runtime.service()
         session = request.headers.get(SESSION_HEADER) if service.settings.CONVERSATION_AFFINITY else None
         planned = decide_request(body, caller_of(request), session, service.settings.CONVERSATION_AFFINITY)
-        plan = await service.plan(planned, service.deadline(planned.constraints))
+        plan = await service.plan(
+            planned, service.deadline(planned.constraints), admit=False
+        )  # no paid answer
         decision, classification = plan.decision, plan.classification
         response.headers["x-router-scorer"] = classification.scorer
         response.headers["x-router-model"] = decision.model.name

@@ -6,6 +6,7 @@ Azure's own code where Azure has one (``DeploymentNotFound``, ``BadRequest``, ``
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 OPENAI_PREFIX = "/api/v1/"
@@ -26,8 +27,16 @@ def openai_type(status: int) -> str:
 
 
 def error_body(
-    path: str, status: int, code: str, message: str, request_id: str, param: str | None = None
+    path: str,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    param: str | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``details``: extra fields of the error object (e.g. a budget's ``remaining_usd``)."""
+    extra = dict(details or {})
     if path.startswith(AZURE_PREFIX):
         code, message = _AZURE_CODES.get(code, (code, message))
     if path.startswith((OPENAI_PREFIX, AZURE_PREFIX)):
@@ -38,9 +47,10 @@ def error_body(
                 "param": param,
                 "code": code,
                 "request_id": request_id,
+                **extra,
             }
         }
-    return {"error": {"code": code, "message": message, "request_id": request_id}}
+    return {"error": {"code": code, "message": message, "request_id": request_id, **extra}}
 
 
 def error_bytes(path: str, status: int, code: str, message: str, request_id: str) -> bytes:

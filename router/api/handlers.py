@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,8 +34,9 @@ def error_response(
     *,
     param: str | None = None,
     headers: Mapping[str, str] | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    body = error_body(request.url.path, status, code, message, request_id(request), param)
+    body = error_body(request.url.path, status, code, message, request_id(request), param, details)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -79,8 +81,9 @@ def retry_headers(retry_after_s: float | None) -> dict[str, str] | None:
 
 async def _router_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RouterError)
-    headers = retry_headers(exc.retry_after_s)
-    return error_response(request, exc.status, exc.code, exc.message, param=exc.param, headers=headers)
+    headers = {**(retry_headers(exc.retry_after_s) or {}), **exc.headers}
+    return error_response(request, exc.status, exc.code, exc.message, param=exc.param,
+                          headers=headers or None, details=exc.details)  # fmt: skip
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

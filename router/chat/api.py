@@ -26,9 +26,10 @@ from router.chat.conversation import estimate_prompt_tokens, routing_text
 from router.chat.schemas import OPENAI_ERRORS, ChatCompletionRequest
 from router.chat.stream import StreamCall, relay
 from router.errors import RouterError
+from router.pipeline.admission import prompt_upper_bound
 from router.pipeline.affinity import route_reason
 from router.pipeline.capabilities import needs_of, translate
-from router.pipeline.plan import PlanRequest
+from router.pipeline.plan import Ask, PlanRequest
 from router.pipeline.record import Outcome
 from router.upstream.protocol import completion_from
 from router.upstream.usage import TokenUsage, read_usage, reply_chars
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
 # (today: max_tokens / max_completion_tokens clamped to MAX_OUTPUT_TOKENS on an auto-routed call).
 DROPPED_PARAMS_HEADER = "x-router-dropped-params"
 _OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens")
+# "downgraded": the caller was over budget and the cheapest model within it answered (router.callers).
+BUDGET_HEADER = "x-router-budget"
 
 _HEADER_LIMITS = {"x-router-max-latency-ms": "max_latency_ms", "x-router-max-cost-per-1k": "max_cost_per_1k"}
 
@@ -112,6 +115,9 @@ def _plan_request(
     earlier turns are then not read either)."""
     output = body.get("max_completion_tokens") or body.get("max_tokens") or 0
     turns = conversation_turns(body["messages"]) if session is not None and req.routed else None
+    choices = body.get("n") or 1
+    ask = Ask(prompt_upper_bound(body["messages"], req.tools), output or None, choices,
+              rate_tokens=prompt_estimate + output * choices)  # fmt: skip
     return PlanRequest(
         text=routing_text(body["messages"]),
         constraints=limits.to_constraints(),
@@ -123,11 +129,13 @@ def _plan_request(
         earlier=turns.earlier if turns else (),
         session_model=session_model(session) if turns else None,
         turn_key=turns.key if turns else None,
+        ask=ask,
     )
 
 
 def _router_headers(plan: Plan, model: str, cost: float | None) -> dict[str, str]:
-    """The x-router-* headers of an answer from ``model``; ``x-router-session`` names it for the next turn."""
+    """The x-router-* headers of an answer from ``model``; ``x-router-session`` names it for the next turn,
+    ``x-router-budget`` says when a budget downgraded it."""
     classification = plan.classification
     headers = {
         "x-router-model": model,
@@ -139,6 +147,8 @@ def _router_headers(plan: Plan, model: str, cost: float | None) -> dict[str, str
     }
     if cost is not None:
         headers["x-router-cost-usd"] = f"{cost:.8f}"
+    if plan.budget is not None:
+        headers[BUDGET_HEADER] = plan.budget
     return headers
 
 
@@ -160,6 +170,26 @@ async def model_list(runtime: Runtime) -> dict[str, Any]:
     data = [{"id": "auto", "object": "model", "created": 0, "owned_by": "router"}]
     data += [{"id": m.name, "object": "model", "created": 0, "owned_by": "azure-openai"} for m in models]
     return {"object": "list", "data": data}
+
+
+def _check_pinned(service: RouterService, plan: Plan, body: dict[str, Any], routed: bool) -> None:
+    """The caller chose the model: a parameter it refuses is their 400, before any call (nothing
+    spent: the budget reservation is released)."""
+    if routed:
+        return
+    try:
+        translate(body, plan.chain[0], pinned=True)
+    except RouterError:
+        service.release(plan)
+        raise
+
+
+def _sender(service: RouterService, req: ChatCompletionRequest, body: dict[str, Any]) -> Any:
+    """The upstream call for this request; a stream asks for its usage (the cost record needs it)."""
+    if req.stream:
+        body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
+        return service.clients.stream
+    return service.clients.post_json
 
 
 def build_router(runtime: Runtime) -> APIRouter:
@@ -190,11 +220,8 @@ async def complete(runtime: Runtime, request: Request, req: ChatCompletionReques
     session = request.headers.get(SESSION_HEADER, "") if service.settings.CONVERSATION_AFFINITY else None
     planned = _plan_request(req, limits, body, prompt_estimate, caller_of(request), session)
     plan = await service.plan(planned, deadline)
-    if not req.routed:  # the caller chose the model: a parameter it refuses is their 400, before a call
-        translate(body, plan.chain[0], pinned=True)
-    if req.stream:
-        body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
-    send = service.clients.stream if req.stream else service.clients.post_json
+    _check_pinned(service, plan, body, req.routed)
+    send = _sender(service, req, body)
     changed: dict[str, list[str]] = {}
 
     async def call(target: Target, timeout_s: float) -> Any:  # target.model: as its backend serves it

@@ -92,6 +92,6 @@ class OpenAIError(BaseModel):
 
 
 OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": OpenAIError} for code in (400, 404, 405, 413, 502, 503, 504)
+    code: {"model": OpenAIError} for code in (400, 404, 405, 413, 429, 502, 503, 504)
 }
 AZURE_ERRORS: dict[int | str, dict[str, Any]] = {**OPENAI_ERRORS, 429: {"model": OpenAIError}}

@@ -24,7 +24,9 @@ neither route below the classifier's choice nor outside the caller's limits.
 - ``affinity``: the conversation's model, kept instead of the classifier's (cheaper) choice;
 - ``escalated``: the conversation's model cannot take this turn; the classifier's more capable choice;
 - ``pinned``: the caller named the model;
-- ``fallback``: the planned model failed and another one answered (set from the outcome).
+- ``fallback``: the planned model failed and another one answered (set from the outcome);
+- ``downgraded``: over budget with ``on_budget: downgrade``, the cheapest model within it
+  (``router.pipeline.plan.downgraded_plan``).
 """
 
 from __future__ import annotations

@@ -153,6 +153,10 @@ class Classifier:
         s = self.settings
         return _rounded(bounded(on_scale(answer, s.JUDGE_SCALE), score, s.JUDGE_MAX_SHIFT))
 
+    def judge_model(self, models: tuple[ModelConfig, ...]) -> ModelConfig | None:
+        """The model the judge would ask (its worst case is part of a budget reservation)."""
+        return self._judge_model(models) if self.settings.JUDGE_ENABLED else None
+
     def _judge_model(self, models: tuple[ModelConfig, ...]) -> ModelConfig | None:
         name = self.settings.CLASSIFIER_MODEL
         if name is None:

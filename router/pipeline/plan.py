@@ -9,7 +9,7 @@ follow-up turn of a conversation stays on the conversation's model when that can
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from router.callers.identity import ANONYMOUS, Caller
@@ -19,9 +19,20 @@ from router.pipeline.capabilities import Needs, capable, missing
 from router.pipeline.route import Constraints, Decision, choose, fallback_chain
 
 if TYPE_CHECKING:
+    from router.callers.ledger import Reservation
     from router.models.config import ModelConfig
     from router.pipeline.classify import Classification, Classifier
     from router.pipeline.execute import Deadline
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What a request may use: its budget reservation and rate-limit charge (router.pipeline.admission)."""
+
+    prompt_tokens: int = 0  # an upper bound: the prompt's UTF-8 bytes (+ per message and image)
+    output_tokens: int | None = None  # the request's output limit; None: the model's cap
+    choices: int = 1
+    rate_tokens: int = 0  # charged to tokens-per-minute at admission: prompt estimate + explicit limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,7 @@ class PlanRequest:
     earlier: tuple[EarlierTurn, ...] = ()
     session_model: str | None = None
     turn_key: bytes | None = None
+    ask: Ask = field(default_factory=Ask)  # what it may cost (admission)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +66,8 @@ class Plan:
     routable: tuple[ModelConfig, ...] = ()  # the models execute may retry on (those with the capabilities)
     caller: Caller = ANONYMOUS
     route_reason: str = "classified"  # why the first model: classified, affinity, escalated or pinned
+    reservation: Reservation | None = None  # the budget held at admission, settled by the cost record
+    budget: str | None = None  # "downgraded": over budget, the cheapest model within it answers
 
 
 # The request field each capability comes from, named in a 400.
@@ -116,3 +130,15 @@ def _with_affinity(
     earlier = [classifier.earlier_score(turn) for turn in request.earlier]
     held = conversation_model(fitting, earlier, request.constraints, request.session_model)
     return keep(decision, complexity, held)
+
+
+def downgraded_plan(request: PlanRequest, model: ModelConfig, models: tuple[ModelConfig, ...],
+                    classifier: Classifier) -> Plan:  # fmt: skip
+    """Over budget with ``on_budget: downgrade``: ``model`` (the cheapest whose worst case fits) alone,
+    no judge and no fallbacks, so the request cannot cost more than was reserved."""
+    decision = Decision(model, (model,), "downgraded: over budget, the cheapest model within the limits")
+    score = classifier.score(request.text)
+    classification = replace(score, classifier="downgraded")
+    return Plan(decision, [model], models, classification, request.constraints,
+                request.allow_outside_constraints, (model,), request.caller, route_reason="downgraded",
+                budget="downgraded")  # fmt: skip

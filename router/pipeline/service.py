@@ -4,21 +4,26 @@
 health board, cost recorder) and runs the stages; the stages themselves live in their own modules.
 ``route`` is the whole flow for ``/api/route``; the chat API calls the same ``plan``, ``execute`` and
 ``record`` around its own request and response shapes.
+
+Budgets and rate limits hook in here, once for every endpoint: ``plan`` admits the request (reserves
+its worst case, ``router.pipeline.admission``) before any upstream call, the judge's included; the cost
+record settles it (``record``/``submit``), and a request that ends without one releases it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from router.callers.identity import ANONYMOUS, Caller
 from router.chat.conversation import estimate_prompt_tokens
 from router.errors import CatalogUnavailable, ExecutionFailed, NoModelsError
 from router.health import SharedHealth
+from router.pipeline.admission import prompt_upper_bound
 from router.pipeline.classify import Classification, Classifier
 from router.pipeline.execute import Attempt, Deadline, Execution, ExecutionPolicy, execute
-from router.pipeline.plan import Plan, PlanRequest, make_plan
+from router.pipeline.plan import Ask, Plan, PlanRequest, downgraded_plan, make_plan
 from router.pipeline.record import Outcome, cost_record
 from router.upstream.endpoints import endpoint_for
 from router.upstream.usage import TokenUsage
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
     from router.costs.records import CostRecord
     from router.models.catalog import ModelCatalog
     from router.models.config import ModelConfig
+    from router.pipeline.admission import Admission
     from router.pipeline.backends import Target
     from router.pipeline.judge import ScoreCache
     from router.pipeline.route import Constraints
@@ -63,6 +69,7 @@ class RouterService:
         clients: UpstreamClient,
         recorder: CostRecorder,
         health: SharedHealth | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -71,6 +78,7 @@ class RouterService:
         self.health = health or SharedHealth.from_settings(settings)
         self.classifier = Classifier(settings, scorer, clients, self.health)
         self.policy = ExecutionPolicy(self.health, settings.ATTEMPT_TIMEOUT_S, settings.AZURE_OPENAI_ENDPOINT)
+        self.admission = admission  # None: no budgets or rate limits (benchmarks, tools)
 
     @property
     def scorer(self) -> Scorer:
@@ -93,8 +101,32 @@ class RouterService:
         return endpoint_for(model, self.settings)
 
     # -- the stages ---------------------------------------------------------------------------
-    async def plan(self, request: PlanRequest, deadline: Deadline) -> Plan:
-        return await make_plan(request, await self.models(), self.classifier, deadline)
+    async def plan(self, request: PlanRequest, deadline: Deadline, *, admit: bool = True) -> Plan:
+        """The plan, admitted (``admit``) against the caller's budgets and rate limit: a 429 here is
+        answered before any upstream call; from here on the reservation is settled or released."""
+        models = await self.models()
+        if not admit or self.admission is None:
+            return await make_plan(request, models, self.classifier, deadline)
+        admitted = await self.admission.admit(request, models, self.classifier.judge_model(models))
+        try:
+            if admitted.downgrade is not None:
+                plan = downgraded_plan(request, admitted.downgrade, models, self.classifier)
+            else:
+                plan = await make_plan(request, models, self.classifier, deadline)
+        except BaseException:
+            self.admission.release(admitted.reservation)
+            raise
+        return replace(plan, reservation=admitted.reservation) if admitted.reservation else plan
+
+    def release(self, plan: Plan) -> None:
+        """The request ends without a cost record (refused before a call, cancelled): nothing spent."""
+        if self.admission is not None:
+            self.admission.release(plan.reservation)
+
+    def _settle(self, plan: Plan, rec: CostRecord) -> None:
+        if self.admission is not None and plan.reservation is not None:
+            cost = rec.cost_usd + rec.classifier_cost_usd
+            self.admission.settle(plan.reservation, cost, rec.prompt_tokens + rec.completion_tokens)
 
     async def execute(
         self,
@@ -117,20 +149,29 @@ class RouterService:
                 allow_outside_constraints=plan.allow_outside_constraints, demand_tokens=demand,
             )  # fmt: skip
         except ExecutionFailed as failure:
-            await self.record_failure(
-                plan, failure, request_id=request_id, api=api, deadline=deadline, too_large=too_large
-            )
+            try:
+                await self.record_failure(
+                    plan, failure, request_id=request_id, api=api, deadline=deadline, too_large=too_large
+                )
+            finally:
+                self.release(plan)  # a no-op once the failure's record settled it
             raise failure.error from None
+        except BaseException:  # cancelled (the caller went away) or a bug: the reservation must not leak
+            self.release(plan)
+            raise
 
     async def record(self, plan: Plan, outcome: Outcome) -> CostRecord:
         rec = cost_record(plan, outcome)
+        self._settle(plan, rec)
         await self.recorder.record(rec)
         return rec
 
     def submit(self, plan: Plan, outcome: Outcome) -> None:
         """``record`` without a suspension point: safe in a cancelled task's cleanup (a stream whose
         caller went away)."""
-        self.recorder.submit(cost_record(plan, outcome))
+        rec = cost_record(plan, outcome)
+        self._settle(plan, rec)
+        self.recorder.submit(rec)
 
     async def record_failure(
         self,
@@ -165,9 +206,10 @@ class RouterService:
         caller: Caller = ANONYMOUS,
     ) -> RouteResult:
         deadline = self.deadline(constraints)
-        request = PlanRequest(query, constraints, allow_outside_constraints, caller=caller)
-        plan = await self.plan(request, deadline)
         messages = [{"role": "user", "content": query}]
+        ask = Ask(prompt_upper_bound(messages), rate_tokens=estimate_prompt_tokens(messages))
+        request = PlanRequest(query, constraints, allow_outside_constraints, caller=caller, ask=ask)
+        plan = await self.plan(request, deadline)
 
         async def call(target: Target, timeout_s: float) -> Any:
             model = target.model  # as the chosen backend serves it
