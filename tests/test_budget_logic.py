@@ -109,7 +109,7 @@ async def test_rate_limit_decides_locally_and_learns_the_other_instances_at_each
         await a.sync()
         with pytest.raises(RateLimited) as refused:
             b.admit("alice", 100, 20)  # 60 + 30 + 20 > 100
-        assert refused.value.headers["Retry-After"] == "30"
+        assert refused.value.retry_after_s == 30  # sent as Retry-After (and retry-after-ms)
         assert refused.value.details["remaining_tokens"] == 10
         a.admit("alice", 100, 10)  # exactly the limit
         with pytest.raises(RateLimited):
