@@ -8,16 +8,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx2
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +30,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from router.dev.azurite import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ThreadServer:
@@ -234,3 +241,28 @@ class HangingProxy:
         for conn in self._conns:
             with contextlib.suppress(OSError):
                 conn.close()
+
+
+# -- router processes --------------------------------------------------------------------------------
+def start_router(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """``python -m router serve`` in its own process, on a free port, with ``env``."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "router", "serve", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    return proc, f"http://127.0.0.1:{port}"
+
+
+async def wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
+    """Until the process answers /api/health (or fails the test with its output if it exits)."""
+    async with httpx2.AsyncClient() as http:
+        for _ in range(300):
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if (await http.get(f"{url}/api/health", timeout=2)).status_code == 200:
+                    return
+            except httpx2.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("router did not become ready")

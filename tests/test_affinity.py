@@ -10,25 +10,22 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 
 from router.api.app import create_app
 from router.chat.affinity import MAX_EARLIER_TURNS, conversation_turns, session_model, session_value
-from router.dev.azurite import free_port
 from router.dev.simulator import Reply
 from router.models.store import upsert_table
 from router.pipeline.affinity import conversation_model, keep, route_reason
 from router.pipeline.route import Constraints, choose
 from router.runtime import Runtime
 from tests.conftest import CLIENT_ID, MODELS, Harness, unique
-from tests.support import ThreadServer
+from tests.support import ThreadServer, start_router, wait_ready
 from tests.test_chat_completions import HARD, _records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,28 +249,6 @@ async def test_decide_says_when_affinity_decided(harness: Harness):
 
 
 # -- two processes sharing nothing but the conversation ----------------------------------------------
-def _start_router(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "router", "serve", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    return proc, f"http://127.0.0.1:{port}"
-
-
-async def _wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
-    async with httpx2.AsyncClient() as http:
-        for _ in range(300):
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if (await http.get(f"{url}/api/health", timeout=2)).status_code == 200:
-                    return
-            except httpx2.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("router did not become ready")
-
-
 @pytest.fixture
 def two_routers(settings_factory: Any) -> Iterator[list[tuple[str, Any, subprocess.Popen[str]]]]:
     """Two `python -m router serve` processes: each its own models, costs and health tables (the same
@@ -289,7 +264,7 @@ def two_routers(settings_factory: Any) -> Iterator[list[tuple[str, Any, subproce
         env.update(
             {"ALLOW_LOOPBACK_ENDPOINTS": "true", "AZURE_CLIENT_ID": CLIENT_ID, "PYTHONUNBUFFERED": "1"}
         )
-        proc, url = _start_router(env)
+        proc, url = start_router(env)
         made.append((proc, url, s))
     yield [(url, s, proc) for proc, url, s in made]
     for proc, _, _ in made:
@@ -307,7 +282,7 @@ async def test_affinity_across_two_router_processes(two_routers, simulator, azur
     async with TableServiceClient.from_connection_string(azurite.connection_string) as service:
         for s in (settings_a, settings_b):
             await upsert_table(await service.create_table_if_not_exists(s.MODELS_TABLE), MODELS)
-        await asyncio.gather(_wait_ready(url_a, proc_a), _wait_ready(url_b, proc_b))
+        await asyncio.gather(wait_ready(url_a, proc_a), wait_ready(url_b, proc_b))
         a = openai.AsyncOpenAI(base_url=f"{url_a}/api/v1", api_key="unused", max_retries=0)
         b = openai.AsyncOpenAI(base_url=f"{url_b}/api/v1", api_key="unused", max_retries=0)
         messages = list(CONVERSATION[:1])

@@ -198,3 +198,45 @@ async def test_an_unchanged_azure_openai_client_authenticates_with_a_router_key_
         assert sorted((r["caller"], r["team"], r["api"]) for r in rows) == [("frank", "search", "azure")] * 2
     finally:
         server.stop()
+
+
+async def test_a_router_keys_team_budget_refuses_its_members_through_the_real_auth_step(harness_factory):
+    """Identity and budgets together, with no stand-in: two keys of one team, a team budget set with the
+    CLI; the first member's call fits, then the second member's is a 429 naming the team's scope."""
+    h: Harness = await harness_factory(
+        AUTH_MODE="keys",
+        CALLERS_TABLE=unique("callers"),
+        BUDGETS_TABLE=unique("budgets"),
+        JUDGE_ENABLED=False,
+    )
+    h.simulator.script("dep-small", Reply(content="ok", prompt_tokens=18, completion_tokens=400))
+    gina, hal = create(h.settings, "gina", "--team", "growth"), create(h.settings, "hal", "--team", "growth")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TABLES_", "BUDGETS_"))}
+    env.update(TABLES_CONNECTION_STRING=h.settings.TABLES_CONNECTION_STRING or "",
+               BUDGETS_TABLE=h.settings.BUDGETS_TABLE)  # fmt: skip
+    command = [sys.executable, "-m", "router", "callers", "budget", "growth", "--team", "--daily", "0.0003"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    server = ThreadServer(create_app(Runtime(h.settings))).start()
+    try:
+        messages: Any = [{"role": "user", "content": "hello there"}]
+        first = openai.AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key=gina, max_retries=0)
+        await first.chat.completions.create(model="small", max_tokens=400, messages=messages)
+        rows: list[dict[str, Any]] = []
+        for _ in range(200):  # the record (and with it the settlement) is written after the response
+            rows = await h.costs()
+            if rows:
+                break
+            await asyncio.sleep(0.05)
+        # Whether the first call is settled yet or still reserved, the second one's worst case
+        # (0.0002427 USD at "small") does not fit what is left of 0.0003.
+        second = openai.AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key=hal, max_retries=0)
+        with pytest.raises(openai.RateLimitError) as refused:
+            await second.chat.completions.create(model="small", max_tokens=400, messages=messages)
+        error = refused.value.response.json()["error"]
+        assert error["code"] == "budget_exceeded" and error["scope"] == "team"
+        assert [(r["caller"], r["team"]) for r in await h.costs()] == [("gina", "growth")]
+        await first.close()
+        await second.close()
+    finally:
+        server.stop()

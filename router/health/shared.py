@@ -115,6 +115,9 @@ class SharedHealth:
         return self.board.cooldown_remaining(name)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
+        """What /api/health shows; asking also starts a refresh when the board is stale, so an idle
+        instance's health page catches up with the other instances."""
+        self.maybe_refresh()
         return self.board.snapshot()
 
     # -- the table ------------------------------------------------------------------------------
