@@ -87,6 +87,26 @@ async def test_priority_first_then_the_same_models_backends_then_the_model_chain
     assert codes == ["http_500", "http_503"] and rec["fallbacks"] == 2
 
 
+async def test_a_backend_whose_deployment_does_not_exist_moves_to_the_next_backend(
+    harness_factory, simulator
+):
+    """404 DeploymentNotFound is the catalogue's mistake about one backend, not the caller's: the same
+    model's next backend answers, the missing one cools down, and the record names it."""
+    h = await make(harness_factory)
+    message = "The API deployment for this resource does not exist."
+    simulator.script("ptu", Reply(status=404, error_code="DeploymentNotFound", error_message=message))
+    r = await h.client.post("/api/route", json={"query": "hi"}, headers={"x-request-id": "missing"})
+    assert r.status_code == 200 and r.json()["model_used"] == "gpt"
+    rec = next(e for e in await h.costs() if e["request_id"] == "missing")
+    assert rec["deployment"] in ("payg-a", "payg-b")
+    assert json.loads(rec["attempts"]) == [
+        {"model": "gpt", "error_code": "deployment_not_found", "deployment": "ptu"}
+    ]
+    calls = len(simulator.calls_to("ptu"))
+    await h.client.post("/api/route", json={"query": "hi"})
+    assert len(simulator.calls_to("ptu")) == calls  # cooling down: not asked again at once
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_remaining_tokens_below_the_estimate_skip_the_backend_without_a_429(
     harness_factory, simulator, stream

@@ -37,6 +37,17 @@ def test_circuit_opens_then_one_probe_then_closes():
     assert b.snapshot() == {}
 
 
+def test_a_missing_deployment_opens_the_circuit_at_once_and_is_probed_later():
+    now = [0.0]
+    b = board(now)
+    b.on_failure("m", "deployment_not_found")  # one is enough: retrying will not create it
+    assert not b.try_acquire("m")
+    now[0] = 31
+    assert b.try_acquire("m")  # the half-open probe: it may have been created since
+    b.on_success("m")
+    assert b.snapshot() == {}
+
+
 def test_429_without_retry_after_uses_the_default_and_is_capped():
     now = [0.0]
     b = board(now)

@@ -117,6 +117,11 @@ FAULTS = [
     (
         Reply(status=404, error_code="DeploymentNotFound"),
         openai.NotFoundError,
+        ("deployment_not_found", "retry", None),  # a misconfigured backend: the next one may answer
+    ),
+    (
+        Reply(status=404, error_code="404", error_message="Resource not found"),
+        openai.NotFoundError,
         ("http_404", "fatal", None),
     ),
 ]

@@ -209,6 +209,8 @@ class HealthBoard:
             state.reason = f"429, cooldown {wait:.1f}s"
             return True
         state.failures += 1
+        if code == "deployment_not_found":  # retrying will not create it: open at once, probe later
+            state.failures = max(state.failures, self._circuit_failures)
         if state.circuit_open or state.failures >= self._circuit_failures:
             state.circuit_open = True
             state.cooldown_until = max(state.cooldown_until, now + self._circuit_open_s)

@@ -1,7 +1,8 @@
 """What an upstream failure means for the pipeline: the one place that knows the SDK's exception types.
 
 ``error_kind`` maps any exception from an ``UpstreamClient`` to ``(code, kind, retry_after_s)``; ``kind``
-is ``"retry"`` (try the next model), ``"context"`` (try a model with a larger context window) or
+is ``"retry"`` (try the model's next backend, then the next model; also a backend whose deployment does
+not exist), ``"context"`` (try a model with a larger context window) or
 ``"fatal"`` (answer the caller). ``retry_after_seconds`` reads Azure's Retry-After headers.
 """
 
@@ -31,6 +32,8 @@ def error_kind(exc: BaseException) -> tuple[str, str, float | None]:
             return "content_filter", "fatal", None
         if code == "context_length_exceeded":
             return "context_length_exceeded", "context", None
+        if code == "DeploymentNotFound":  # that backend is misconfigured, not the request: try the next
+            return "deployment_not_found", "retry", None
         status = exc.status_code
         retry_after = retry_after_seconds(exc.response.headers) if status == 429 else None
         kind = "retry" if status in RETRYABLE_STATUS or status >= 500 else "fatal"
