@@ -240,3 +240,20 @@ def test_models_load_names_the_bad_backends_field(azurite, tmp_path, monkeypatch
     out = capsys.readouterr().out
     assert "backend ptu priority=1 weight=1 provisioned" in out
     assert "backend payg priority=2 weight=2 pay-as-you-go" in out
+
+
+async def test_azure_429_when_every_backend_is_throttled_waits_for_the_soonest_backend(
+    harness_factory, simulator
+):
+    """On Azure's wire format, all backends (and the next model) throttled is Azure's 429; its Retry-After
+    is the soonest backend cooldown (health is kept per backend, not per model)."""
+    h = await make(harness_factory)
+    for deployment, wait in (("ptu", "40"), ("payg-a", "7"), ("payg-b", "30"), ("dep-other", "50")):
+        simulator.script(deployment, Reply(status=429, error_code="429", headers={"retry-after": wait}))
+    r = await h.client.post(
+        "/openai/deployments/auto/chat/completions",
+        params={"api-version": "2024-10-21"},
+        json={"messages": [{"role": "user", "content": "hi there"}]},
+    )
+    assert r.status_code == 429 and r.json()["error"]["code"] == "429"
+    assert r.headers["retry-after"] == "7" and 6000 < int(r.headers["retry-after-ms"]) <= 7000

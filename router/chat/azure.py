@@ -33,6 +33,7 @@ from router.chat.azure_wire import (
 )
 from router.chat.schemas import AZURE_ERRORS, AzureChatCompletionRequest, ChatCompletionRequest
 from router.errors import UpstreamError
+from router.pipeline.backends import backend_key
 
 if TYPE_CHECKING:
     from router.runtime import Runtime
@@ -59,7 +60,8 @@ async def _complete(runtime: Runtime, request: Request, req: ChatCompletionReque
         if exc.code not in THROTTLED_CODES:
             raise
         service = await runtime.service()
-        cooldowns = [service.health.cooldown_remaining(m.name) for m in await service.models()]
+        health, models = service.health, await service.models()  # health is kept per backend
+        cooldowns = [health.cooldown_remaining(backend_key(m, b)) for m in models for b in m.backends]
         raise throttled(exc, cooldowns, service.settings.COOLDOWN_DEFAULT_S) from None
 
 
