@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from router.callers.budgets import Counter, Limits, Scope
-from router.callers.identity import OnBudget
+from router.callers.budgets import Counter, Limits, OnBudget, Scope
 from router.errors import StaleEntity
 
 if TYPE_CHECKING:

@@ -14,11 +14,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from router.callers.identity import OnBudget
-
 PICO = 10**12
 Scope = Literal["caller", "team"]
 Period = Literal["day", "month"]
+OnBudget = Literal["reject", "downgrade"]  # over budget: 429, or the cheapest model that fits answers
 PERIODS: tuple[Period, ...] = ("day", "month")
 
 

@@ -8,16 +8,12 @@ the Functions host checked a shared key and the app cannot tell callers apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-OnBudget = Literal["reject", "downgrade"]
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
     id: str  # the router key's name, or the Entra token's app / object id
     team: str  # the team the caller's spend also counts against
-    on_budget: OnBudget = "reject"  # over budget: 429, or the cheapest model within the limits answers
 
 
 ANONYMOUS = Caller(id="anonymous", team="anonymous")

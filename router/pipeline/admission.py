@@ -166,11 +166,9 @@ class Admission:
         raise _exceeded(got, amount, self.ledger.now())
 
     def _downgrades(self, request: PlanRequest, refusal: Refusal) -> bool:
-        """Downgrade when the caller's own limits (or identity) say so, or the exhausted budget does."""
-        caller = request.caller
-        own = self.ledger.cached_limits("caller", caller.id)
-        modes = (caller.on_budget, own.on_budget, refusal.budget.limits.on_budget)
-        return "downgrade" in modes
+        """Downgrade when the caller's own limits say so, or the exhausted budget's do."""
+        own = self.ledger.cached_limits("caller", request.caller.id)
+        return "downgrade" in (own.on_budget, refusal.budget.limits.on_budget)
 
     def settle(self, reservation: Reservation | None, cost_usd: float, tokens: int) -> None:
         """The request ended: its recorded cost replaces the reservation; its tokens the charge."""
