@@ -35,17 +35,15 @@ class EndpointPolicy:
 
     def problem(self, url: str) -> str | None:
         """Why ``url`` may not receive the token, or None when it may."""
-        try:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").lower()
-            parts.port  # noqa: B018 - raises ValueError on a malformed port
-        except ValueError:
+        parts = split_url(url)
+        if parts is None:
             return "is not a valid URL"
         shape = _shape_problem(parts)
         if shape:
             return shape
-        if host in LOOPBACK_HOSTS and parts.scheme in ("http", "https"):
-            return None if self.allow_loopback else "is a loopback URL (set ALLOW_LOOPBACK_ENDPOINTS=true)"
+        host = (parts.hostname or "").lower()
+        if is_loopback(parts):
+            return None if self.allow_loopback else LOOPBACK_REFUSED
         if parts.scheme != "https":
             return "must be an https:// URL"
         if not (host.endswith(self.suffixes) or f".{host}" in self.suffixes):
@@ -60,8 +58,29 @@ class EndpointPolicy:
         return url.rstrip("/")
 
 
+LOOPBACK_REFUSED = "is a loopback URL (set ALLOW_LOOPBACK_ENDPOINTS=true)"
+
+
+def split_url(url: str) -> SplitResult | None:
+    """``url``'s parts, or None when it does not parse (a malformed port included)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return None
+    return parts
+
+
+def has_user_info(parts: SplitResult) -> bool:
+    return parts.username is not None or parts.password is not None or "@" in parts.netloc
+
+
+def is_loopback(parts: SplitResult) -> bool:
+    return (parts.hostname or "").lower() in LOOPBACK_HOSTS and parts.scheme in ("http", "https")
+
+
 def _shape_problem(parts: SplitResult) -> str | None:
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+    if has_user_info(parts):
         return "must not carry user info"
     if parts.query or parts.fragment or "?" in parts.geturl() or "#" in parts.geturl():
         return "must not have a query or fragment"

@@ -9,9 +9,8 @@ prefix test.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
-from router.endpoint_policy import LOOPBACK_HOSTS
+from router.endpoint_policy import LOOPBACK_REFUSED, has_user_info, is_loopback, split_url
 
 MODES = ("function-key", "entra", "keys")
 # Microsoft Entra ID's login hosts: the public cloud, US Government and China (21Vianet).
@@ -36,18 +35,16 @@ def default_metadata_url(tenant: str) -> str:
 
 def url_problem(url: str, allow_loopback: bool) -> str | None:
     """Why ``url`` may not serve signing keys (metadata or jwks_uri), or None when it may."""
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
+    parts = split_url(url)
+    if parts is None:
         return "is not a valid URL"
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+    if has_user_info(parts):
         return "must not carry user info"
     if parts.fragment:
         return "must not have a fragment"
-    if host in LOOPBACK_HOSTS and parts.scheme in ("http", "https"):
-        return None if allow_loopback else "is a loopback URL (set ALLOW_LOOPBACK_ENDPOINTS=true)"
+    if is_loopback(parts):
+        return None if allow_loopback else LOOPBACK_REFUSED
+    host = (parts.hostname or "").lower()
     if parts.scheme != "https":
         return "must be an https:// URL"
     if host not in ENTRA_HOSTS:
