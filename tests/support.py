@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -266,3 +267,25 @@ async def wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise AssertionError("router did not become ready")
+
+
+# The settings a `router serve` child process takes from its test's settings (the rest: its defaults).
+ROUTER_SETTINGS = ("AZURE_OPENAI_ENDPOINT", "TABLES_CONNECTION_STRING", "MODELS_TABLE", "COSTS_TABLE",
+                   "HEALTH_TABLE", "COSTS_ROLLUP_TABLE", "CLASSIFIER", "JUDGE_LOW", "JUDGE_HIGH",
+                   "COST_WRITE_MODE")  # fmt: skip
+
+
+def router_env(settings: Any, client_id: str, **extra: str) -> dict[str, str]:
+    """The environment of a `router serve` process on ``settings``' tables, upstream and scorer."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TABLES_", "AZURE_", "JUDGE_"))}
+    env.update({k: str(getattr(settings, k)) for k in ROUTER_SETTINGS})
+    env.update({"ALLOW_LOOPBACK_ENDPOINTS": "true", "AZURE_CLIENT_ID": client_id, "PYTHONUNBUFFERED": "1"})
+    return {**env, **extra}
+
+
+def stop_router(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()

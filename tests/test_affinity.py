@@ -8,7 +8,6 @@ the pure rules are checked on their own first."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from router.pipeline.affinity import conversation_model, keep, route_reason
 from router.pipeline.route import Constraints, choose
 from router.runtime import Runtime
 from tests.conftest import CLIENT_ID, MODELS, Harness, unique
-from tests.support import ThreadServer, start_router, wait_ready
+from tests.support import ThreadServer, router_env, start_router, stop_router, wait_ready
 from tests.test_chat_completions import HARD, _records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,22 +256,12 @@ def two_routers(settings_factory: Any) -> Iterator[list[tuple[str, Any, subproce
     for _ in range(2):
         s = settings_factory(MODELS_TABLE=unique("models"), COSTS_TABLE=unique("costs"),
                              HEALTH_TABLE=unique("health"), COST_WRITE_MODE="inline")  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TABLES_", "AZURE_", "JUDGE_"))}
-        env.update({k: str(getattr(s, k)) for k in ("AZURE_OPENAI_ENDPOINT", "TABLES_CONNECTION_STRING",
-                    "MODELS_TABLE", "COSTS_TABLE", "HEALTH_TABLE", "COSTS_ROLLUP_TABLE", "CLASSIFIER",
-                    "JUDGE_LOW", "JUDGE_HIGH", "COST_WRITE_MODE")})  # fmt: skip
-        env.update(
-            {"ALLOW_LOOPBACK_ENDPOINTS": "true", "AZURE_CLIENT_ID": CLIENT_ID, "PYTHONUNBUFFERED": "1"}
-        )
+        env = router_env(s, CLIENT_ID)
         proc, url = start_router(env)
         made.append((proc, url, s))
     yield [(url, s, proc) for proc, url, s in made]
     for proc, _, _ in made:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_router(proc)
 
 
 async def test_affinity_across_two_router_processes(two_routers, simulator, azurite):

@@ -6,7 +6,6 @@ model's other backends: no request goes to another model, and B never calls the 
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -18,29 +17,19 @@ import pytest
 from router.dev.simulator import Reply
 from router.models.store import upsert_table
 from tests.conftest import CLIENT_ID, unique
-from tests.support import start_router, wait_ready
+from tests.support import router_env, start_router, stop_router, wait_ready
 from tests.test_backends import catalogue
-
-SHARED = ("AZURE_OPENAI_ENDPOINT", "TABLES_CONNECTION_STRING", "MODELS_TABLE", "COSTS_TABLE", "HEALTH_TABLE",
-          "COSTS_ROLLUP_TABLE", "CLASSIFIER", "JUDGE_LOW", "JUDGE_HIGH", "COST_WRITE_MODE")  # fmt: skip
 
 
 @pytest.fixture
 def two_processes(settings_factory: Any) -> Iterator[tuple[Any, list[tuple[str, subprocess.Popen[str]]]]]:
     s = settings_factory(MODELS_TABLE=unique("models"), COSTS_TABLE=unique("costs"),
                          HEALTH_TABLE=unique("health"), COST_WRITE_MODE="inline")  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TABLES_", "AZURE_", "JUDGE_"))}
-    env.update({k: str(getattr(s, k)) for k in SHARED})
-    env.update({"ALLOW_LOOPBACK_ENDPOINTS": "true", "AZURE_CLIENT_ID": CLIENT_ID, "PYTHONUNBUFFERED": "1",
-                "HEALTH_REFRESH_S": "0.2", "JUDGE_ENABLED": "false"})  # fmt: skip
+    env = router_env(s, CLIENT_ID, HEALTH_REFRESH_S="0.2", JUDGE_ENABLED="false")
     made = [start_router(env) for _ in range(2)]
     yield s, [(url, proc) for proc, url in made]
     for proc, _ in made:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_router(proc)
 
 
 async def test_a_backend_throttled_in_one_process_is_skipped_by_the_other(two_processes, simulator, azurite):
