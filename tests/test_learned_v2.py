@@ -93,6 +93,30 @@ def test_bad_data_is_refused() -> None:
     with pytest.raises(WeightsError, match="'gate' needs one 'token_value'"):
         LearnedV2Scorer({**raw, "gate": short_gate})
     assert LearnedV2Scorer({**raw, "gate": None, "hard_gate": None}).parts("hi")[1:] == (0.0, 0.0)
+    with pytest.raises(WeightsError, match="'prior' needs scorer 'improved'"):
+        LearnedV2Scorer({**raw, "prior": {"scorer": "seed", "weight": 1.0, "center": 0.0}})
+    with pytest.raises(WeightsError, match="'prior' needs"):
+        LearnedV2Scorer({**raw, "prior": {"scorer": "improved", "weight": 1.0}})
+
+
+def test_the_improved_prior_moves_p_logit_by_its_weight() -> None:
+    """The shipped prior: p's logit = the fitted heads' + weight x (improved score - center), so
+    among requests of one kind the one with more to get right (steps, quantities) gains."""
+    from router.classifiers.improved import improved_complexity
+
+    raw = load()
+    prior = raw["prior"]
+    assert prior["scorer"] == "improved" and prior["weight"] > 0
+    with_prior, without = LearnedV2Scorer(raw), LearnedV2Scorer({**raw, "prior": None})
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    for text in (
+        "A pencil costs 30 cents. How much do 4 pencils cost?",
+        "A shop buys 250 mugs at $3.20 each, sells 60% of them at $7.50, then puts the rest on sale at "
+        "30% off and sells 80% of those. What is the shop's profit?",
+    ):
+        shift = logit(with_prior.parts(text)[0]) - logit(without.parts(text)[0])
+        expected = prior["weight"] * (improved_complexity(text) - prior["center"])
+        assert shift == pytest.approx(expected, abs=1e-9)
 
 
 @settings(max_examples=100, deadline=None)

@@ -33,7 +33,11 @@ _SIGNALS: tuple[tuple[str, float, float], ...] = (
 
 
 def improved_complexity(text: str) -> float:
-    f = features(text)
+    return from_features(features(text))
+
+
+def from_features(f: list[float]) -> float:
+    """The score from an already computed ``features`` vector (``learned-v2`` reuses its own)."""
     score = 0.0
     for name, full, share in _SIGNALS:
         score += share * min(1.0, f[_I[name]] / full)

@@ -13,8 +13,11 @@ Mixtral-class one) and two logistic gates on the kind of request, trivial and cl
     score = (1 - P(trivial)) * (p + (1 - p) * boost * P(hard kind))
 
 so a greeting scores near 0 and a proof about ``boost`` or more, while inside a benchmark (both gates
-near 0) the order is ``p``'s. The data file is written by
-``python -m router classifier train --scorer learned-v2``; the README says what the numbers mean.
+near 0) the order is ``p``'s. ``p``'s logit also carries a fixed share of the hand-built ``improved``
+score (its ``prior``): a prior with no fitted weights that orders problems of one kind by how much
+there is to get right (length, quantities, formulas), where the fitted heads see mostly topic. The
+data file is written by ``python -m router classifier train --scorer learned-v2``; the README says
+what the numbers mean.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from router.classifiers.base import Scorer
+from router.classifiers.improved import from_features as improved_from_features
 from router.classifiers.textstats import FEATURES, features
 
 DEFAULT_DATA = Path(__file__).parent / "data" / "learned_v2.json"
@@ -110,6 +114,13 @@ def check(raw: Mapping[str, Any]) -> None:
         raise WeightsError("learned-v2 data: 'vocab', 'token_weight', 'token_value' differ in length")
     if len(raw.get("stat_coef", ())) != len(FEATURES):
         raise WeightsError(f"learned-v2 data: 'stat_coef' must have {len(FEATURES)} numbers")
+    prior = raw.get("prior")
+    if prior is not None and not (
+        isinstance(prior, Mapping)
+        and prior.get("scorer") == "improved"
+        and {"weight", "center"} <= set(prior)
+    ):
+        raise WeightsError("learned-v2 data: 'prior' needs scorer 'improved', 'weight' and 'center'")
     for key in ("gate", "hard_gate"):
         gate = raw.get(key)
         if gate is None:
@@ -146,6 +157,8 @@ class LearnedV2Scorer(Scorer):
         self._b = float(raw["intercept"])
         self._slope = float(raw["calibration"]["slope"])
         self._offset = float(raw["calibration"]["offset"])
+        prior = raw.get("prior") or {"weight": 0.0, "center": 0.0}
+        self._prior_w, self._prior_c = float(prior["weight"]), float(prior["center"])
         # Two gates on the kind of request: trivial (score -> 0) and clearly hard (score raised).
         self._gates = [_Gate.load(raw.get(k), raw["token_weight"]) for k in ("gate", "hard_gate")]
         hard = raw.get("hard_gate")
@@ -193,7 +206,9 @@ class LearnedV2Scorer(Scorer):
         """(P(strong better) from the difficulty model, P(trivial kind), P(hard kind))."""
         sem, tsem, hsem = self.semantic(text)
         f = features(text)
-        p = _sigmoid(self._slope * (sem + sum(map(float.__mul__, self._a, f), self._b)) + self._offset)
+        linear = sem + sum(map(float.__mul__, self._a, f), self._b)
+        prior = self._prior_w * (improved_from_features(f) - self._prior_c) if self._prior_w else 0.0
+        p = _sigmoid(self._slope * linear + self._offset + prior)
         trivial, hard = self._gates
         return p, trivial.prob(tsem, f) if trivial else 0.0, hard.prob(hsem, f) if hard else 0.0
 
