@@ -21,6 +21,7 @@ from router.settings import Settings
 ROOT = Path(__file__).parents[1]
 DEV = ROOT / "router" / "evaluation" / "data" / "everyday_dev.jsonl"
 SYNTHETIC = ROOT / "router" / "evaluation" / "data" / "synthetic_train.jsonl"
+WORD_PROBLEMS = ROOT / "router" / "evaluation" / "data" / "wordproblems_train.jsonl"
 SHARED = ROOT.parent / "shared" / "routing-data"
 
 
@@ -145,8 +146,27 @@ def test_dev_set_is_big_enough_and_never_trained_on() -> None:
         return " ".join(t.lower().split())
 
     dev = {norm(t) for t, _, _ in items}
-    synthetic = [json.loads(line)["question"] for line in SYNTHETIC.read_text(encoding="utf-8").splitlines()]
-    assert not dev & {norm(t) for t in synthetic}
+    for path in (SYNTHETIC, WORD_PROBLEMS):
+        trained = [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines()]
+        assert trained and not dev & {norm(t) for t in trained}, path.name
+
+
+def test_multi_step_word_problems_are_not_gated_as_trivial(scorer: LearnedV2Scorer) -> None:
+    """The word-problem negatives (training/make_wordproblems.py) keep the trivial gate open on problems
+    with several quantities to combine, written here and not in any training file; the one-step ones
+    may still be trivial."""
+    multi_step = [
+        "Paul buys 4 packs of stickers with 25 stickers each. He gives 18 to his friend and splits the "
+        "rest equally between his 2 sisters. How many does each sister get?",
+        "A cinema ticket costs $11 and popcorn costs $4.50. A family of 5 buys tickets and 3 popcorns "
+        "with a $100 note. How much change do they get?",
+        "A school orders 35 boxes of pencils with 48 pencils each. It gives each of its 26 classes 60 "
+        "pencils and keeps the rest, of which 10% are later found broken. How many usable pencils are left?",
+    ]
+    for text in multi_step:
+        assert scorer.parts(text)[1] < 0.5, text
+    one_step = "There are 9 birds on a fence and 4 fly away. How many are left?"
+    assert scorer.score(one_step) < min(scorer.score(t) for t in multi_step)
 
 
 def test_default_scorer_ranks_hard_above_easy_on_the_dev_set() -> None:

@@ -491,6 +491,16 @@ EASY = [
         },
     ),
     (
+        # Several numbers, one trivial operation each: not a word problem (make_wordproblems.py).
+        "{intro} please convert these {a} values to {b} and list them: {v}.",
+        {
+            "intro": ["For my travel notes,", "I'm filling in a spreadsheet, so", "For a school poster,"],
+            "a": ["kilometre", "litre", "Fahrenheit"],
+            "b": ["mile", "gallon", "Celsius"],
+            "v": ["3, 8, 21 and 42", "10, 25, 60 and 75"],
+        },
+    ),
+    (
         "Fix the spelling mistakes: '{s}'",
         {
             "s": [

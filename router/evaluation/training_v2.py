@@ -70,7 +70,8 @@ class Recipe:
     weak: str
     item_level: bool = False  # each query is its own kind of request (chat logs), not one benchmark
     # Role in training the trivial-request gate: "negative" (benchmark questions: none is trivial),
-    # "label" (trivial where nothing is gained, the synthetic set) or "skip" (mixed chat logs).
+    # "label" (trivial where nothing is gained, the synthetic set), "not-trivial" (negatives for the
+    # trivial gate only, no role in the hard-kind gate) or "skip" (mixed chat logs).
     gate: str = "skip"
     weight: float = 1.0  # total weight of the file's group, relative to the others
     within: bool = True  # its within-task difficulty trains the text-statistics part
@@ -134,6 +135,19 @@ RECIPES: dict[str, Recipe] = {
         # 931 templated requests against ~3,000 per real group: weighted up so that what kind of
         # request it is (a greeting, a proof) is learned at all; chosen by the development set.
         weight=20.0,
+    ),
+    # Everyday multi-step word problems (make_wordproblems.py): only "not trivial", so that plain
+    # words ("buys", "how much is left") with several quantities do not close the trivial gate.
+    # No weight in the difficulty heads (their label is an assumption, not a measurement).
+    "wordproblems_train": Recipe(
+        _RB.premium,
+        _RB.cheap,
+        DEFAULT_STRONG,
+        DEFAULT_WEAK,
+        item_level=True,
+        within=False,
+        gate="not-trivial",
+        weight=1e-9,
     ),
 }
 
@@ -277,6 +291,9 @@ def _train_gate(
         elif t.recipe.gate == "label":
             rows.append(np.arange(offset, offset + n))
             labels_.append((y <= 0 if target == "trivial" else y > 0).astype(np.float64))
+        elif t.recipe.gate == "not-trivial" and target == "trivial":
+            rows.append(np.arange(offset, offset + n))
+            labels_.append(np.zeros(n))
         offset += n
     if not rows:
         return None
@@ -613,6 +630,8 @@ def held_out_folds(
     for test in tasks:
         if evaluate is not None and test.name not in evaluate:
             continue
+        if test.recipe.gate == "not-trivial":
+            continue  # a gate-only file: its labels are assumed, not measured
         train_on = [t for t in tasks if t is not test]
         scorer = LearnedV2Scorer(
             train(
