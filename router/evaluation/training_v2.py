@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,16 @@ _RB = Recipe(
     DEFAULT_WEAK,
     gate="negative",
 )
+_SYNTHETIC = Recipe(
+    _RB.premium,
+    _RB.cheap,
+    DEFAULT_STRONG,
+    DEFAULT_WEAK,
+    item_level=True,
+    within=False,
+    gate="label",
+    weight=20.0,
+)
 RECIPES: dict[str, Recipe] = {
     "routerbench_arc_challenge": _RB,
     "routerbench_mbpp": _RB,
@@ -123,32 +133,14 @@ RECIPES: dict[str, Recipe] = {
         within=False,
         gate="negative",
     ),
-    # The project's own labelled easy/hard requests, with RouterBench's models (make_synthetic.py).
-    "synthetic_train": Recipe(
-        _RB.premium,
-        _RB.cheap,
-        DEFAULT_STRONG,
-        DEFAULT_WEAK,
-        item_level=True,
-        within=False,
-        gate="label",
-        # 931 templated requests against ~3,000 per real group: weighted up so that what kind of
-        # request it is (a greeting, a proof) is learned at all; chosen by the development set.
-        weight=20.0,
-    ),
+    # The project's own labelled easy/hard requests, with RouterBench's models (make_synthetic.py):
+    # 931 templated requests against ~3,000 per real group, weighted up so that what kind of request
+    # it is (a greeting, a proof) is learned at all; chosen by the development set.
+    "synthetic_train": _SYNTHETIC,
     # Everyday multi-step word problems (make_wordproblems.py): only "not trivial", so that plain
     # words ("buys", "how much is left") with several quantities do not close the trivial gate.
     # No weight in the difficulty heads (their label is an assumption, not a measurement).
-    "wordproblems_train": Recipe(
-        _RB.premium,
-        _RB.cheap,
-        DEFAULT_STRONG,
-        DEFAULT_WEAK,
-        item_level=True,
-        within=False,
-        gate="not-trivial",
-        weight=1e-9,
-    ),
+    "wordproblems_train": replace(_SYNTHETIC, gate="not-trivial", weight=1e-9),
 }
 
 
