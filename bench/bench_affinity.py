@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx2  # noqa: E402
-import uvicorn  # noqa: E402
 
 from router.api.app import create_app  # noqa: E402
 from router.chat.affinity import conversation_turns  # noqa: E402
 from router.chat.conversation import routing_text  # noqa: E402
 from router.classifiers import get_scorer  # noqa: E402
-from router.dev.azurite import Azurite, free_port  # noqa: E402
+from router.dev.azurite import Azurite  # noqa: E402
 from router.dev.credential import SimulatorCredential  # noqa: E402
 from router.dev.simulator import Reply, Simulator  # noqa: E402
 from router.models.config import load_file  # noqa: E402
@@ -44,6 +42,7 @@ from router.pipeline.classify import Classifier  # noqa: E402
 from router.pipeline.route import Constraints, choose  # noqa: E402
 from router.runtime import Runtime  # noqa: E402
 from router.settings import Settings  # noqa: E402
+from tests.support import ThreadServer  # noqa: E402
 
 CATALOGUE = load_file(ROOT / "models.sample.json")
 NOTES = " ".join(
@@ -67,16 +66,6 @@ TURNS = [
     "Thanks, bye!",
 ]
 ANSWER = "Here you go. " + "The team shipped releases and fixed crashes. " * 8
-
-
-def _serve_simulator(sim: Simulator) -> tuple[uvicorn.Server, threading.Thread, str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(sim.app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 async def conversation(sim: Simulator, sim_url: str, azurite: Azurite, affinity: bool) -> dict[str, Any]:
@@ -202,13 +191,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=300, help="rounds of the decision-time measurement")
     args = ap.parse_args()
     sim = Simulator()
-    server, thread, url = _serve_simulator(sim)
+    server = ThreadServer(sim.app).start()
     try:
         with Azurite() as azurite:
-            runs = [asyncio.run(conversation(sim, url, azurite, affinity)) for affinity in (True, False)]
+            runs = [asyncio.run(conversation(sim, server.url, azurite, on)) for on in (True, False)]
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        server.stop()
     for run in runs:
         _print(run)
     with_, without = runs

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
+import openai
 import pytest
 from hypothesis import settings as hypothesis_settings
 
@@ -202,3 +203,14 @@ async def harness_factory(
 @pytest.fixture
 async def harness(harness_factory: Any) -> Harness:
     return await harness_factory()
+
+
+@pytest.fixture
+async def routed(harness: Harness) -> AsyncIterator[tuple[Harness, Any]]:
+    """The app on a loopback port (the harness's tables), the openai SDK talking HTTP to its /api/v1."""
+    server = ThreadServer(create_app(Runtime(harness.settings))).start()
+    harness.server_url = server.url  # type: ignore[attr-defined]
+    client = openai.AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key="unused", max_retries=0)
+    yield harness, client
+    await client.close()
+    server.stop()

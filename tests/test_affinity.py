@@ -16,15 +16,13 @@ from typing import Any
 import openai
 import pytest
 
-from router.api.app import create_app
 from router.chat.affinity import MAX_EARLIER_TURNS, conversation_turns, session_model, session_value
 from router.dev.simulator import Reply
 from router.models.store import upsert_table
 from router.pipeline.affinity import conversation_model, keep, route_reason
 from router.pipeline.route import Constraints, choose
-from router.runtime import Runtime
 from tests.conftest import CLIENT_ID, MODELS, Harness, unique
-from tests.support import ThreadServer, router_env, start_router, stop_router, wait_ready
+from tests.support import router_env, start_router, stop_router, wait_ready
 from tests.test_chat_completions import HARD, _records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,15 +112,6 @@ def test_the_session_hint_round_trips_and_anything_else_is_ignored():
 
 
 # -- through the app and the openai SDK -------------------------------------------------------------
-@pytest.fixture
-async def routed(harness: Harness) -> Any:
-    """The app on a loopback port (the harness's tables), the openai SDK talking HTTP to it."""
-    server = ThreadServer(create_app(Runtime(harness.settings))).start()
-    harness.server_url = server.url  # type: ignore[attr-defined]
-    client = openai.AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key="unused", max_retries=0)
-    yield harness, client
-    await client.close()
-    server.stop()
 
 
 async def _turn(client: openai.AsyncOpenAI, messages: list[dict[str, Any]], rid: str, **kw: Any) -> Any:

@@ -14,11 +14,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from router.api.app import create_app
 from router.dev.sim_answers import example, json_answer, tools_to_call
 from router.dev.simulator import Reply, Simulator
-from router.runtime import Runtime
-from tests.conftest import Harness
 from tests.support import ThreadServer
 from tests.test_chat_completions import _records
 
@@ -63,16 +60,6 @@ class Person(BaseModel):
     favourite: Colour
     address: Address
     nickname: str | None
-
-
-@pytest.fixture
-async def routed(harness: Harness) -> Any:
-    server = ThreadServer(create_app(Runtime(harness.settings))).start()
-    harness.server_url = server.url  # type: ignore[attr-defined]
-    client = openai.AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key="unused", max_retries=0)
-    yield harness, client
-    await client.close()
-    server.stop()
 
 
 @pytest.fixture

@@ -30,7 +30,8 @@ _FORMATS = {
 }
 
 
-def _text(message: Mapping[str, Any]) -> str:
+def message_text(message: Mapping[str, Any]) -> str:
+    """A message's text: its string content, or its text parts joined (the simulator's token count)."""
     content = message.get("content")
     if isinstance(content, str):
         return content
@@ -61,7 +62,7 @@ def tools_to_call(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     if isinstance(choice, Mapping):
         wanted = (choice.get("function") or {}).get("name")
         return [f for f in functions if f["name"] == wanted][:1]
-    last = next((_text(m) for m in reversed(messages) if m.get("role") == "user"), "").lower()
+    last = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "").lower()
     named = [f for f in functions if f["name"].lower() in last or f["name"].lower().replace("_", " ") in last]
     if not named and (choice == "required" or _ASKS_FOR_A_TOOL.search(last)):
         named = functions[:1]

@@ -45,7 +45,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from router.dev.quota import Quota
-from router.dev.sim_answers import json_answer, tool_calls, tools_to_call
+from router.dev.sim_answers import json_answer, message_text, tool_calls, tools_to_call
 
 SIMULATED_PREFIX = "[simulated"
 CACHE_MIN_TOKENS = 1024  # Azure caches prompts from 1,024 tokens, then in 128-token increments
@@ -90,15 +90,6 @@ class SeenRequest:
 
 def estimate_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4)) if text else 0
-
-
-def _message_text(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
 
 
 class Simulator:
@@ -210,7 +201,7 @@ class Simulator:
             return reply
         messages = body.get("messages") or []
         output = body.get("max_tokens") or body.get("max_completion_tokens") or 0
-        estimate = sum(estimate_tokens(_message_text(m)) + 4 for m in messages) + 3 + int(output)
+        estimate = sum(estimate_tokens(message_text(m)) + 4 for m in messages) + 3 + int(output)
         if not quota.admit(estimate):
             message = "Requests to the ChatCompletions_Create Operation have exceeded the token rate limit"
             return Reply(status=429, error_code="429", error_message=message, headers=quota.refusal_headers())
@@ -276,7 +267,7 @@ class Simulator:
         cached = self._cached(deployment, messages)
         prompt_tokens = reply.prompt_tokens
         if prompt_tokens is None:
-            prompt_tokens = sum(estimate_tokens(_message_text(m)) + 4 for m in messages) + 3
+            prompt_tokens = sum(estimate_tokens(message_text(m)) + 4 for m in messages) + 3
             if body.get("tools"):
                 prompt_tokens += estimate_tokens(json.dumps(body["tools"]))
         cached = min(prompt_tokens, cached if reply.cached_tokens is None else reply.cached_tokens)
@@ -306,7 +297,7 @@ class Simulator:
         tokens = hit = 0
         for message in messages:
             digest.update(json.dumps(message, sort_keys=True, default=str).encode() + b"\n")
-            tokens += estimate_tokens(_message_text(message)) + 4
+            tokens += estimate_tokens(message_text(message)) + 4
             key = digest.hexdigest()
             if key in seen:
                 hit = tokens
@@ -321,8 +312,8 @@ class Simulator:
 
     @staticmethod
     def _default_answer(deployment: str, messages: list[dict[str, Any]]) -> str:
-        system = next((_message_text(m) for m in messages if m.get("role") == "system"), "")
-        last = next((_message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+        system = next((message_text(m) for m in messages if m.get("role") == "system"), "")
+        last = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
         if "compare two answers" in system:
             # A plausible pairwise judge: the longer answer wins, equal lengths tie. Deterministic.
             a, b = (_block(last, f"answer_{x}") for x in "ab")

@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 from router.credentials import OPENAI_SCOPE
 from router.upstream.limits import DEFAULT_MAX_BYTES, read_capped
-from router.upstream.protocol import Completion, HeaderSink, completion_from
+from router.upstream.protocol import ChatFromPostJson, HeaderSink
 from router.upstream.sdk import OpenAIClients
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ USER_AGENT = "azure-model-router (aiohttp)"
 REFRESH_MARGIN_S = 300.0
 
 
-class AiohttpOpenAIClients:
+class AiohttpOpenAIClients(ChatFromPostJson):
     """An ``UpstreamClient`` whose non-streaming calls skip the SDK's request building."""
 
     def __init__(
@@ -110,16 +110,6 @@ class AiohttpOpenAIClients:
                 f"/chat/completions?api-version={quote(self._api_version, safe='')}"
             )
         return url
-
-    async def chat(
-        self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, *,
-        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None, **params: Any,
-    ) -> Completion:  # fmt: skip
-        body = {"messages": messages, **params}
-        data = await self.post_json(
-            endpoint, deployment, body, timeout_s, headers=headers, on_headers=on_headers
-        )
-        return completion_from(data, messages)
 
     async def stream(
         self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float, *,

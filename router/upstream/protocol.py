@@ -53,6 +53,27 @@ class UpstreamClient(Protocol):
     async def close(self) -> None: ...
 
 
+class ChatFromPostJson:
+    """``chat`` for a transport that implements ``post_json``: the messages and parameters as one
+    body, the JSON answer read by ``completion_from``. Shared so that every transport agrees."""
+
+    async def post_json(
+        self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float, *,
+        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        raise NotImplementedError
+
+    async def chat(
+        self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, *,
+        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None, **params: Any,
+    ) -> Completion:  # fmt: skip
+        body = {"messages": messages, **params}
+        data = await self.post_json(
+            endpoint, deployment, body, timeout_s, headers=headers, on_headers=on_headers
+        )
+        return completion_from(data, messages)
+
+
 def completion_from(data: dict[str, Any], messages: list[dict[str, Any]]) -> Completion:
     """The text and usage of a chat.completion JSON body; a missing part reads as empty, missing or
     invalid usage as an estimate from ``messages`` and the reply (flagged)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.credentials import OPENAI_SCOPE
 from router.upstream.limits import DEFAULT_MAX_BYTES
-from router.upstream.protocol import Completion, HeaderSink, completion_from
+from router.upstream.protocol import ChatFromPostJson, HeaderSink
 from router.upstream.sse import SSEStream
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from openai import AsyncAzureOpenAI
 
 
-class OpenAIClients:
+class OpenAIClients(ChatFromPostJson):
     """Clients keyed by endpoint, created on first use with an Entra token provider (no API keys).
 
     The SDK's own retries are off: the router owns the retry/fallback policy, so two layers never
@@ -61,16 +61,6 @@ class OpenAIClients:
             timeout=self._timeout_s,
             http_client=http_client,
         )
-
-    async def chat(
-        self, endpoint: str, deployment: str, messages: list[dict[str, Any]], timeout_s: float, *,
-        headers: Mapping[str, str] | None = None, on_headers: HeaderSink | None = None, **params: Any,
-    ) -> Completion:  # fmt: skip
-        body = {"messages": messages, **params}
-        data = await self.post_json(
-            endpoint, deployment, body, timeout_s, headers=headers, on_headers=on_headers
-        )
-        return completion_from(data, messages)
 
     async def post_json(
         self, endpoint: str, deployment: str, body: dict[str, Any], timeout_s: float, *,
