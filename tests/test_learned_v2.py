@@ -109,7 +109,10 @@ def test_the_improved_prior_moves_p_logit_by_its_weight() -> None:
     prior = raw["prior"]
     assert prior["scorer"] == "improved" and prior["weight"] > 0
     with_prior, without = LearnedV2Scorer(raw), LearnedV2Scorer({**raw, "prior": None})
-    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+
+    def logit(p: float) -> float:
+        return math.log(p / (1 - p))
+
     for text in (
         "A pencil costs 30 cents. How much do 4 pencils cost?",
         "A shop buys 250 mugs at $3.20 each, sells 60% of them at $7.50, then puts the rest on sale at "
@@ -153,18 +156,19 @@ def test_dev_set_is_big_enough_and_never_trained_on() -> None:
 
 def test_multi_step_word_problems_are_not_gated_as_trivial(scorer: LearnedV2Scorer) -> None:
     """The word-problem negatives (training/make_wordproblems.py) keep the trivial gate open on problems
-    with several quantities to combine, written here and not in any training file; the one-step ones
-    may still be trivial."""
+    with several quantities to combine, written here and not in any training file (before them, the
+    gate gave the phone-plan problem 0.75 and the walking one 0.37); one-step ones may stay trivial."""
     multi_step = [
+        "Lucy walks 2.5 km to school and back each day, 5 days a week. Her brother cycles twice as far "
+        "each day but only 3 days a week. How many more kilometres does he travel per week?",
+        "Ben's phone plan costs $25 a month plus $0.10 per minute after the first 300 minutes. In March "
+        "he talked 412 minutes, in April 15% less than in March, and in May 50 minutes more than in "
+        "April. What did he pay over the three months?",
         "Paul buys 4 packs of stickers with 25 stickers each. He gives 18 to his friend and splits the "
         "rest equally between his 2 sisters. How many does each sister get?",
-        "A cinema ticket costs $11 and popcorn costs $4.50. A family of 5 buys tickets and 3 popcorns "
-        "with a $100 note. How much change do they get?",
-        "A school orders 35 boxes of pencils with 48 pencils each. It gives each of its 26 classes 60 "
-        "pencils and keeps the rest, of which 10% are later found broken. How many usable pencils are left?",
     ]
     for text in multi_step:
-        assert scorer.parts(text)[1] < 0.5, text
+        assert scorer.parts(text)[1] < 0.2, text
     one_step = "There are 9 birds on a fence and 4 fly away. How many are left?"
     assert scorer.score(one_step) < min(scorer.score(t) for t in multi_step)
 

@@ -2,9 +2,10 @@
 
 They teach one thing only: a problem with several quantities to combine is not a trivial request,
 however plain its words ("buys", "how much", "left"). They are negatives for the trivial-request gate
-and nothing else (``RECIPES`` gives them no weight in the difficulty heads and no role in the
-hard-kind gate, which they made fire erratically when they were labelled hard). Deterministic
-templates crossed with their fillers, written for this project; none is in a development set.
+(``RECIPES`` gives them no weight in the difficulty heads' fits and no role in the hard-kind gate,
+which they made fire erratically when they were labelled hard); like every training query they
+count in the token frequencies and the feature scaling. Deterministic templates crossed with their
+fillers, written for this project; none is in a development set.
 
     python training/make_wordproblems.py
 """
@@ -90,7 +91,7 @@ TEMPLATES: list[tuple[str, dict[str, list[str]]]] = [
             "k": ["3", "4"],
             "r": ["son", "nephew"],
             "y": ["10", "12"],
-            "tail": ["How old are they now?", "How old will the {r} be then?".replace("{r}", "younger one")],
+            "tail": ["How old are they now?", "How old will the younger one be then?"],
         },
     ),
     (

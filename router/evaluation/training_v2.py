@@ -139,7 +139,7 @@ RECIPES: dict[str, Recipe] = {
     "synthetic_train": _SYNTHETIC,
     # Everyday multi-step word problems (make_wordproblems.py): only "not trivial", so that plain
     # words ("buys", "how much is left") with several quantities do not close the trivial gate.
-    # No weight in the difficulty heads (their label is an assumption, not a measurement).
+    # No weight in the difficulty heads' fits (their label is an assumption, not a measurement).
     "wordproblems_train": replace(_SYNTHETIC, gate="not-trivial", weight=1e-9),
 }
 
