@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from router.classifiers import get_scorer
+from router.classifiers.base import routed
 from router.dev.simulator import Reply
 from router.errors import SettingsError
 from router.evaluation.calibration import Band, judge_band, judge_band_for_each, judge_scale
@@ -27,7 +28,7 @@ ROOT = Path(__file__).parents[1]
 SHARED = ROOT.parent / "shared" / "routing-data"
 DEFAULTS = {k: Settings.model_fields[k].default for k in ("JUDGE_LOW", "JUDGE_HIGH", "JUDGE_SCALE")}
 CATALOGUE = [m for m in load_file(ROOT / "models.sample.json") if m.enabled]
-MID_BAND = "Write a Python function that returns the factorial of n."  # learned-v2: 0.1924
+MID_BAND = "Solve the N-queens problem for n = 12 and count solutions."  # learned-v2: 0.1940
 
 
 def test_on_scale_interpolates_the_points_and_identity_keeps_the_answer() -> None:
@@ -47,9 +48,22 @@ def test_the_shipped_scale_is_monotone_and_stays_in_the_band(a: float, b: float)
     assert DEFAULTS["JUDGE_LOW"] <= on_scale(a, scale) <= DEFAULTS["JUDGE_HIGH"]
 
 
-def test_the_shipped_scale_puts_a_judge_answer_of_half_on_the_cut_in_front_of_the_priciest() -> None:
+def test_the_shipped_scale_puts_a_judge_answer_of_half_just_below_the_cut_in_front_of_the_priciest() -> None:
+    """0.5 is the routed (4-decimal) score at or below the cut, less than 0.0001 under it: a cheaper
+    model answers, and any answer above 0.5 that moves the routed score sends it to the priciest."""
     top_cut = sorted(CATALOGUE, key=lambda m: m.cost_per_1k_tokens)[-2].max_complexity
-    assert on_scale(0.5, DEFAULTS["JUDGE_SCALE"]) == pytest.approx(top_cut, abs=1e-6)
+    half = on_scale(0.5, DEFAULTS["JUDGE_SCALE"])
+    assert routed(half) == half <= top_cut < half + 1e-4
+    assert routed(on_scale(0.55, DEFAULTS["JUDGE_SCALE"])) > top_cut
+
+
+def test_a_cut_between_two_routed_scores_puts_the_scale_midpoint_on_the_lower_one() -> None:
+    """Calibrated cuts are midpoints of routed scores (0.19535): rounding the cut itself would go
+    either way by the float's last bit, so the midpoint is the lower routed score."""
+    scores = [0.1950, 0.1951, 0.1952, 0.1953, 0.1954, 0.1955, 0.1956]
+    scale = judge_scale(scores, Band(0.1950, 0.1956, 1.0), 0.19535, points=5)
+    assert scale[2] == 0.1953 and scale[1] <= 0.1953 < scale[3]
+    assert list(scale) == sorted(scale)
 
 
 def test_judge_scale_is_the_quantiles_on_each_side_of_the_cut() -> None:
@@ -93,11 +107,12 @@ def test_judge_scale_setting_is_a_comma_list_validated_by_name() -> None:
 @pytest.mark.parametrize(
     ("reply", "model"),
     [
-        ("0", "gpt-4o-mini"),  # the band's easiest score, 0.186557
-        ("0.3", "gpt-4o-mini"),  # 0.190159
-        ("0.45", "gpt-4o-mini"),  # 0.192142, below the cut (0.192865: gpt-4o-mini's and gpt-4.1-mini's)
-        ("0.55", "gpt-4.1"),  # 0.193345
-        ("0.9", "gpt-4.1"),  # 0.196599
+        ("0", "gpt-4o-mini"),  # the band's easiest score, 0.1896
+        ("0.3", "gpt-4o-mini"),  # 0.1932
+        ("0.45", "gpt-4o-mini"),  # 0.1948, below the cut (0.19535: gpt-4o-mini's and gpt-4.1-mini's)
+        ("0.5", "gpt-4o-mini"),  # 0.1953: the routed score just below the cut, whatever the float's last bit
+        ("0.55", "gpt-4.1"),  # 0.1959
+        ("0.9", "gpt-4.1"),  # 0.2002
     ],
 )
 async def test_a_mid_band_request_routes_where_the_scale_says(harness_factory, reply: str, model: str):
@@ -116,7 +131,7 @@ async def test_a_mid_band_request_routes_where_the_scale_says(harness_factory, r
 
 async def test_without_the_scale_a_middling_answer_sends_the_band_to_the_priciest(harness_factory):
     """Why the scale exists: read as it is, "0.3" (easier than moderate) is far above every cheaper
-    model's max_complexity (<= 0.1929) and sends the request to gpt-4.1; on the scale it is 4o-mini."""
+    model's max_complexity (<= 0.19535) and sends the request to gpt-4.1; on the scale it is 4o-mini."""
     h = await harness_factory(
         CATALOGUE, CLASSIFIER="learned-v2", CLASSIFIER_TIMEOUT_S=30, **{**DEFAULTS, "JUDGE_SCALE": (0.0, 1.0)}
     )

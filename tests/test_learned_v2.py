@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.classifiers import get_scorer, names
+from router.classifiers.base import routed
 from router.classifiers.learned_v2 import DEFAULT_DATA, LearnedV2Scorer, WeightsError, load, token_ids, words
 from router.models.config import load_file
 from router.pipeline.route import Constraints, choose
@@ -173,6 +174,30 @@ def test_multi_step_word_problems_are_not_gated_as_trivial(scorer: LearnedV2Scor
     assert scorer.score(one_step) < min(scorer.score(t) for t in multi_step)
 
 
+def test_a_request_of_a_clearly_hard_kind_is_never_also_trivial(scorer: LearnedV2Scorer) -> None:
+    """Both gates fire on short imperatives for a whole system or a named result; the hard one decides.
+    None of these is in a training file. With the gates combined as before, (1 - P(trivial)) times the
+    rest, every one would score below gpt-4.1-nano's cut (0.00001 to 0.08) and go there."""
+    short_hard = [
+        "Design a URL shortener at global scale.",
+        "Prove Cauchy-Schwarz.",
+        "Write a CRDT for collaborative text editing.",
+        "Build a mini MapReduce framework.",
+        "Write a WebAssembly interpreter.",
+    ]
+    models = sorted(load_file(ROOT / "models.sample.json"), key=lambda m: m.cost_per_1k_tokens)
+    boost = scorer._boost
+    for text in short_hard:
+        p, trivial, hard = scorer.parts(text)
+        assert trivial > 0.8 and hard > 0.8, (text, trivial, hard)
+        assert (1 - trivial) * (p + (1 - p) * boost * hard) <= models[0].max_complexity  # the old product
+        expected = (1 - trivial * (1 - hard)) * (p + (1 - p) * boost * hard)
+        assert scorer.score(text) == pytest.approx(expected, abs=1e-9)
+        assert choose(models, routed(scorer.score(text)), Constraints()).model.name == models[-1].name, text
+    trained = {json.loads(line)["question"] for line in SYNTHETIC.read_text(encoding="utf-8").splitlines()}
+    assert not trained & set(short_hard)
+
+
 def test_default_scorer_ranks_hard_above_easy_on_the_dev_set() -> None:
     scorer = get_scorer(Settings.model_fields["CLASSIFIER"].default)
     items = dev_set()
@@ -187,10 +212,10 @@ def test_shipped_catalogue_routes_everyday_requests_cheaply() -> None:
     them go to the two cheapest, and <= 5% of hard ones go to the cheapest."""
     models = sorted(load_file(ROOT / "models.sample.json"), key=lambda m: m.cost_per_1k_tokens)
     scorer = get_scorer(Settings.model_fields["CLASSIFIER"].default)
-    routed: dict[bool, Counter[str]] = {False: Counter(), True: Counter()}
+    by_model: dict[bool, Counter[str]] = {False: Counter(), True: Counter()}
     for text, hard, _ in dev_set():
-        routed[hard][choose(models, scorer.score(text), Constraints()).model.name] += 1
-    easy, hard = routed[False], routed[True]
+        by_model[hard][choose(models, routed(scorer.score(text)), Constraints()).model.name] += 1
+    easy, hard = by_model[False], by_model[True]
     cheapest, second, priciest = models[0].name, models[1].name, models[-1].name
     assert easy[priciest] == 0, easy
     assert (easy[cheapest] + easy[second]) / sum(easy.values()) >= 0.95, easy

@@ -240,3 +240,18 @@ def test_gates_learn_trivial_and_hard_kinds(tmp_path: Path) -> None:
     _, trivial, hard = scorer.parts("compute the value of 12 apples compute the value")
     assert trivial < 0.1 and hard > 0.9
     assert scorer.score("hi thanks") < 0.05
+
+
+def test_gate_weights_balance_labels_and_then_sources() -> None:
+    """Half the weight on each label, and within a label each source (benchmarks, synthetic requests,
+    word problems) the same share: 1,000 benchmark negatives do not drown 10 short hard requests."""
+    from router.evaluation.training_v2 import _gate_weights
+
+    y = np.array([1.0] * 20 + [0.0] * 1000 + [0.0] * 10 + [0.0] * 30)
+    group = np.array([1.0] * 20 + [0.0] * 1000 + [1.0] * 10 + [2.0] * 30)
+    w = _gate_weights(y, group)
+    assert w.sum() == pytest.approx(len(y))
+    assert w[y > 0].sum() == pytest.approx(w[y == 0].sum())
+    for g in (0.0, 1.0, 2.0):
+        assert w[(y == 0) & (group == g)].sum() == pytest.approx(len(y) / 6)
+    assert w[20] * 1000 == pytest.approx(w[1020] * 10)  # per row: 100x for the small source

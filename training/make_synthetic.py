@@ -180,6 +180,9 @@ EASY = [
     ),
     ("{x} + {y} = ?", {"x": ["3", "11", "58", "100"], "y": ["4", "9", "42"]}),
     ("What's {p}% of {n}?", {"p": ["10", "20", "50", "25"], "n": ["40", "200", "60", "1000"]}),
+    ("What is {n} {op}?", {"n": ["4", "9", "12", "20", "7", "100"], "op": ["squared", "cubed"]}),
+    ("What's the square root of {n}?", {"n": ["16", "81", "144", "49", "400", "10000"]}),
+    ("What is {a} times {b}?", {"a": ["6", "12", "25", "9"], "b": ["7", "4", "11"]}),
     (
         "{g}",
         {
@@ -793,6 +796,12 @@ HARD = [
                 "Cantor's theorem",
                 "the four squares theorem",
                 "Sylow's first theorem",
+                "the AM-GM inequality",
+                "Euler's formula for planar graphs",
+                "the intermediate value theorem",
+                "Bertrand's postulate",
+                "the Schröder-Bernstein theorem",
+                "Ramsey's theorem for two colours",
             ]
         },
     ),
@@ -810,6 +819,47 @@ HARD = [
                 "an LR(1) parser generator",
                 "a B+ tree",
                 "a mark-compact garbage collector",
+            ]
+        },
+    ),
+    # Short imperatives for a whole system or a named result: their length and form alone look like
+    # a trivial request, so the trivial gate needs them as negatives and the hard-kind gate as
+    # positives ("Write a memory allocator." had P(trivial) 1.0).
+    (
+        "Write {x}.",
+        {
+            "x": [
+                "a JSON parser in C",
+                "an HTTP/2 server from scratch",
+                "a SQL query planner",
+                "a process scheduler for a toy kernel",
+                "a distributed file system client",
+                "a tracing JIT for a stack machine",
+                "a type checker for the simply typed lambda calculus",
+                "a concurrent hash map in Java",
+                "a TCP congestion control algorithm",
+                "a chess engine with alpha-beta pruning",
+                "a log-structured merge tree storage engine",
+                "a Forth interpreter in assembly",
+            ]
+        },
+    ),
+    (
+        "Design {s}.",
+        {
+            "s": [
+                "a distributed message queue",
+                "a global leaderboard for a mobile game",
+                "a collaborative document editor",
+                "a notification service for a billion devices",
+                "a strongly consistent key-value store",
+                "a metrics ingestion pipeline",
+                "an online auction backend",
+                "a real-time fraud detection pipeline",
+                "a content delivery network",
+                "a web crawler for a billion pages",
+                "a multi-datacenter database failover scheme",
+                "a stock exchange matching engine",
             ]
         },
     ),

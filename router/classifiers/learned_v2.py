@@ -10,14 +10,16 @@ Three such linear heads share the features: the difficulty model ``p`` (Platt-ca
 RouterBench: the estimated probability that a GPT-4-class model answers better than a
 Mixtral-class one) and two logistic gates on the kind of request, trivial and clearly hard:
 
-    score = (1 - P(trivial)) * (p + (1 - p) * boost * P(hard kind))
+    score = (1 - P(trivial) * (1 - P(hard kind))) * (p + (1 - p) * boost * P(hard kind))
 
 so a greeting scores near 0 and a proof about ``boost`` or more, while inside a benchmark (both gates
-near 0) the order is ``p``'s. ``p``'s logit also carries a fixed share of the hand-built ``improved``
-score (its ``prior``): a prior with no fitted weights that orders problems of one kind by how much
-there is to get right (length, quantities, formulas), where the fitted heads see mostly topic. The
-data file is written by ``python -m router classifier train --scorer learned-v2``; the README says
-what the numbers mean.
+near 0) the order is ``p``'s. A request of a clearly hard kind is never also trivial: both gates can
+fire on a short imperative ("Design a distributed consensus protocol.": P(trivial) 0.997 from its
+length and form, P(hard kind) 1.0), and there the hard one decides. ``p``'s logit also carries a
+fixed share of the hand-built ``improved`` score (its ``prior``): a prior with no fitted weights that
+orders problems of one kind by how much there is to get right (length, quantities, formulas), where
+the fitted heads see mostly topic. The data file is written by ``python -m router classifier train
+--scorer learned-v2``; the README says what the numbers mean.
 """
 
 from __future__ import annotations
@@ -218,7 +220,7 @@ class LearnedV2Scorer(Scorer):
 
     def score(self, text: str) -> float:
         p, trivial, hard = self.parts(text)
-        return (1.0 - trivial) * (p + (1.0 - p) * self._boost * hard)
+        return (1.0 - trivial * (1.0 - hard)) * (p + (1.0 - p) * self._boost * hard)
 
 
 class _Gate:

@@ -15,6 +15,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from router.classifiers.base import ROUTED_DECIMALS
+
 _MAX_COMBINATIONS = 200_000
 
 
@@ -197,4 +199,13 @@ def judge_scale(scores: Sequence[float], band: Band, cut: float, points: int = 1
     above = [s for s in scores if cut <= s <= band.high] or [cut, band.high]
     lower = [band.low, *_quantiles([*below, band.low, cut], half)[1:-1], cut]
     upper = [cut, *_quantiles([*above, cut, band.high], half)[1:-1], band.high]
-    return (*lower, *upper[1:])
+    # 0.5 reads as the routed score at or below the cut (a cut sits between two routed scores, and
+    # rounding the cut itself would go either way by the float's last bit): a cheaper model.
+    mid = min(cut, routed_floor(cut))
+    return (*(min(v, mid) for v in lower[:-1]), mid, *upper[1:])
+
+
+def routed_floor(score: float) -> float:
+    """The largest routed (``ROUTED_DECIMALS``) value at or below ``score``."""
+    unit = float(10**ROUTED_DECIMALS)
+    return math.floor(score * unit + 1e-6) / unit

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from router.classifiers.base import routed
 from router.classifiers.learned_v2 import LearnedV2Scorer
 from router.errors import DataError, SettingsError
 from router.evaluation import model_matching as catalogue
@@ -347,7 +348,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         return _fail("no enabled catalogue model could be matched to the data; use --map MODEL=DATA_MODEL")
     costs = catalogue.cost_source(matching.mapping, args.costs)
     tiers = catalogue.tiers(models, matching.mapping, records, costs)
-    per_file = [[scorer.score(r.text(args.prompt_field)) for r in f] for f in [*files, *judge_files]]
+    per_file = [[routed(scorer.score(r.text(args.prompt_field))) for r in f] for f in [*files, *judge_files]]
     scores = [s for f in per_file[: len(files)] for s in f]
     plan = calibrate(scores, tiers, args.target_quality)
     # The judge band sits on the cut in front of the priciest model (or mid-scale with one tier).

@@ -15,7 +15,8 @@ Choices, each for generalisation to traffic none of the files holds (the README 
   item's own label, centred per group of files sharing one model set (what differs between the
   groups' model pairs is not learned), with a small weight in the sum.
 * Two logistic gates (trivial request; clearly hard request) from the synthetic set against
-  benchmark questions, steepened so they stay out of the way inside a benchmark.
+  benchmark questions, each source weighing the same within a label, steepened so they stay out of
+  the way inside a benchmark.
 * Platt scaling of "the strong model is better" on RouterBench's outcomes, its slope fitted within
   tasks: the score is that estimated probability. The fixed ``improved`` prior is added to the logit
   before a second Platt fit, so the score stays that probability with the prior in it. Everything
@@ -269,7 +270,7 @@ def _train_gate(
     """Logistic regression: is this a trivial request (a synthetic one where no model gains)
     rather than a benchmark question or a hard request? Positives and negatives weigh the same.
     Returns raw-feature coefficients and intercept, or None without both kinds of example."""
-    rows, labels_ = [], []
+    rows, labels_, groups = [], [], []
     offset = 0
     for t, y in zip(tasks, ys, strict=True):
         n = len(t.records)
@@ -280,12 +281,15 @@ def _train_gate(
             keep = np.flatnonzero(y > 0) if target == "trivial" else np.arange(n)
             rows.append(offset + keep)
             labels_.append(np.zeros(len(keep)))
+            groups.append(np.zeros(len(keep)))
         elif t.recipe.gate == "label":
             rows.append(np.arange(offset, offset + n))
             labels_.append((y <= 0 if target == "trivial" else y > 0).astype(np.float64))
+            groups.append(np.ones(n))
         elif t.recipe.gate == "not-trivial" and target == "trivial":
             rows.append(np.arange(offset, offset + n))
             labels_.append(np.zeros(n))
+            groups.append(np.full(n, 2.0))
         offset += n
     if not rows:
         return None
@@ -293,12 +297,11 @@ def _train_gate(
     y = np.concatenate(labels_)
     if y.min() == y.max():
         return None
+    w = _gate_weights(y, np.concatenate(groups))
     mean = x[idx].mean(axis=0)
     scale = x[idx].std(axis=0)
     scale[scale < 1e-9] = 1.0
     xs = np.hstack([(x[idx] - mean) / scale, np.ones((len(idx), 1))])
-    pos = y.sum()
-    w = np.where(y > 0, 0.5 / pos, 0.5 / (len(y) - pos)) * len(y)
     beta = np.zeros(xs.shape[1])
     ridge = alpha * np.eye(xs.shape[1])
     ridge[-1, -1] = 0.0  # the intercept is not shrunk
@@ -314,6 +317,21 @@ def _train_gate(
     # Steeper than fitted: the gate either fires (a trivial request) or stays near 0, so that its
     # small values on benchmark questions do not reorder the queries of one task.
     return sharpness * coef, sharpness * float(beta[-1] - coef @ mean)
+
+
+def _gate_weights(y: Matrix, group: Matrix) -> Matrix:
+    """Positives and negatives weigh half each, and within each half every source (benchmarks,
+    synthetic requests, word problems) weighs the same: thousands of long benchmark questions
+    would otherwise teach the trivial gate that every short request is trivial, whatever it asks
+    ("Write a memory allocator.": P(trivial) 1.0)."""
+    w = np.zeros(len(y))
+    for label in (0.0, 1.0):
+        kinds = np.unique(group[y == label])
+        for g in kinds:
+            m = (y == label) & (group == g)
+            w[m] = 0.5 / len(kinds) / m.sum()
+    out: Matrix = w * len(y)
+    return out
 
 
 def _sigmoid(t: Matrix) -> Matrix:

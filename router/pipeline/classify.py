@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from router.classifiers.base import routed
 from router.models.config import cheapest_first
 from router.pipeline import pricing
 from router.pipeline.capabilities import translate
@@ -53,11 +54,6 @@ TURN_SCORES_SIZE = 4096
 JUDGE_PARAMS = {"max_tokens": 8, "temperature": 0}
 
 
-def _rounded(score: float) -> float:
-    """Complexity to 4 decimals: what is reported, recorded and routed on is the same number."""
-    return round(score, 4)
-
-
 class Classifier:
     def __init__(
         self, settings: Settings, scorer: Scorer, upstream: UpstreamClient, health: SharedHealth
@@ -71,7 +67,7 @@ class Classifier:
 
     def score(self, text: str) -> Classification:
         """The scorer alone (a pinned model needs no judge)."""
-        return Classification(_rounded(self.scorer.score(text)), "pinned", self.scorer.name)
+        return Classification(routed(self.scorer.score(text)), "pinned", self.scorer.name)
 
     def earlier_score(self, turn: EarlierTurn) -> float:
         """The scorer's score of an earlier turn (no judge: a paid call), remembered by the digest of the
@@ -79,7 +75,7 @@ class Classifier:
         so its routing text is not even rebuilt."""
         score = self.turn_scores.get_key(turn.key)
         if score is None:
-            score = _rounded(self.scorer.score(turn.text()))
+            score = routed(self.scorer.score(turn.text()))
             self.turn_scores.put_key(turn.key, score)
         return score
 
@@ -92,7 +88,7 @@ class Classifier:
     async def classify(
         self, query: str, models: tuple[ModelConfig, ...], deadline: Deadline | None = None
     ) -> Classification:
-        score = _rounded(self.scorer.score(query))
+        score = routed(self.scorer.score(query))
         s = self.settings
         name = self.scorer.name
         if not s.JUDGE_ENABLED or not (s.JUDGE_LOW <= score <= s.JUDGE_HIGH):
@@ -133,7 +129,7 @@ class Classifier:
         if parsed is None:
             log.warning("judge reply was not a bare number in [0, 1]; using the heuristic score")
         else:
-            parsed = _rounded(parsed)
+            parsed = routed(parsed)
             self.judge_cache.put(query, parsed)
         return Classification(
             complexity=score if parsed is None else self._judged(parsed, score),
@@ -151,7 +147,7 @@ class Classifier:
     def _judged(self, answer: float, score: float) -> float:
         """The judge's answer (0..1, as cached) on the scorer's scale, within the shift allowed."""
         s = self.settings
-        return _rounded(bounded(on_scale(answer, s.JUDGE_SCALE), score, s.JUDGE_MAX_SHIFT))
+        return routed(bounded(on_scale(answer, s.JUDGE_SCALE), score, s.JUDGE_MAX_SHIFT))
 
     def judge_model(self, models: tuple[ModelConfig, ...]) -> ModelConfig | None:
         """The model the judge would ask (its worst case is part of a budget reservation)."""
