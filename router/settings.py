@@ -70,22 +70,22 @@ class Settings(BaseModel):
     CLASSIFIER_TIMEOUT_S: float = Field(3.0, gt=0, le=60)
     JUDGE_ENABLED: bool = True
     JUDGE_LOW: float = Field(
-        0.1896, ge=0, le=1, description="Scores in [LOW, HIGH] ask the judge (calibrated for learned-v2)."
+        0.1897, ge=0, le=1, description="Scores in [LOW, HIGH] ask the judge (calibrated for learned-v2)."
     )
-    JUDGE_HIGH: float = Field(0.2019, ge=0, le=1)
+    JUDGE_HIGH: float = Field(0.2021, ge=0, le=1)
     JUDGE_SCALE: tuple[float, ...] = Field(
         (
-            0.1896,
+            0.1897,
             0.1908,
-            0.192,
+            0.19206,
             0.1932,
-            0.1942,
-            0.1953,
-            0.1965,
-            0.19776,
+            0.19412,
+            0.1952,
+            0.1964,
+            0.19778,
             0.1991,
-            0.2002,
-            0.2019,
+            0.2004,
+            0.2021,
         ),
         description="The scorer's score for judge answers 0, 0.1, ..., 1 (comma list, any count >= 2, "
         "non-decreasing; by router calibrate, for learned-v2); 0,1 takes the answer as it is.",

@@ -230,7 +230,7 @@ def test_default_judge_band_holds_at_most_15_percent_of_the_calibration_data() -
     low, high = defaults["JUDGE_LOW"].default, defaults["JUDGE_HIGH"].default
     scorer = get_scorer(defaults["CLASSIFIER"].default)
     files = [SHARED / f"routerbench_{t}.jsonl" for t in ("arc_challenge", "mbpp", "winogrande")] + [SYNTHETIC]
-    scores = [scorer.score(r.question) for f in files for r in load_jsonl(f)]
+    scores = [routed(scorer.score(r.question)) for f in files for r in load_jsonl(f)]
     inside = sum(low <= s <= high for s in scores) / len(scores)
     assert 0.02 < inside <= 0.15  # each file on its own: tests/test_judge_scale.py
 

@@ -14,10 +14,12 @@ np = pytest.importorskip("numpy", reason="training needs the dev-only numpy")
 
 from router.classifiers.learned import LearnedScorer  # noqa: E402
 from router.classifiers.textstats import FEATURES  # noqa: E402
+from router.errors import DataError  # noqa: E402
 from router.evaluation import training  # noqa: E402
 from router.evaluation.cli import add_commands  # noqa: E402
 from router.evaluation.data import read_lines  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 COSTS = {"strong": 0.01, "mid": 0.004, "cheap": 0.0005, "weak": 0.0001}
 
 
@@ -255,3 +257,32 @@ def test_gate_weights_balance_labels_and_then_sources() -> None:
     for g in (0.0, 1.0, 2.0):
         assert w[(y == 0) & (group == g)].sum() == pytest.approx(len(y) / 6)
     assert w[20] * 1000 == pytest.approx(w[1020] * 10)  # per row: 100x for the small source
+
+
+def test_training_and_calibration_never_read_the_held_out_sets(tmp_path: Path) -> None:
+    """MT-Bench, GSM8K and MMLU rows are dropped by source, whatever file carries them (RouterArena
+    has two MMLU ones); data sets that only share a prefix (MMLU-Pro, ArcMMLU) stay, and `router
+    eval` still reads everything."""
+    from router.evaluation.data import load_jsonl, load_training_jsonl
+
+    sources = [
+        "routerarena/MMLU",
+        "x/gsm8k",
+        "lmsys/mt_bench",
+        "routerarena/MMLUPro",
+        "routerarena/ArcMMLU",
+        "rb/arc",
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(
+        "\n".join(record_line(i, "q", {"strong": 1.0, "weak": 0.0}, s) for i, s in enumerate(sources))
+    )
+    assert [r.source for r in load_training_jsonl(path)] == sources[3:]
+    assert len(load_jsonl(path)) == len(sources)
+    only = tmp_path / "only.jsonl"
+    only.write_text(record_line(0, "q", {"strong": 1.0, "weak": 0.0}, "openai/gsm8k"))
+    with pytest.raises(DataError, match="held-out"):
+        load_training_jsonl(only)
+    arena = ROOT.parent / "shared" / "routing-data" / "extra" / "routerarena_cached.jsonl"
+    if arena.exists():
+        assert len(load_jsonl(arena)) - len(load_training_jsonl(arena)) == 2

@@ -22,6 +22,7 @@ from router.evaluation.data import (
     PROMPT_FIELDS,
     fingerprint,
     load_jsonl,
+    load_training_jsonl,
     models_in,
 )
 from router.evaluation.report import BUILTIN, evaluate, make_scorer, render, summary_json, table, to_json
@@ -215,7 +216,7 @@ def run_train(args: argparse.Namespace) -> int:
     except ImportError:  # numpy is a dev-only dependency
         return _fail("training needs numpy: pip install -r requirements-dev.txt")
     try:
-        tasks = [training.Task(Path(p).stem, load_jsonl(p)) for p in args.data]
+        tasks = [training.Task(Path(p).stem, load_training_jsonl(p)) for p in args.data]
         if args.held_out:
             folds = training.held_out_folds(
                 tasks, strong=args.strong, weak=args.weak, field=args.prompt_field, alpha=args.alpha
@@ -244,7 +245,9 @@ def run_train_v2(args: argparse.Namespace) -> int:
         return _fail("training needs numpy: pip install -r requirements-dev.txt")
     try:
         vectors = tv2.load_vectors(args.vectors or tv2.VECTORS)
-        tasks = [tv2.make_task(Path(p).stem, load_jsonl(p), args.strong, args.weak) for p in args.data]
+        tasks = [
+            tv2.make_task(Path(p).stem, load_training_jsonl(p), args.strong, args.weak) for p in args.data
+        ]
         if args.held_out:
             folds = tv2.held_out_folds(tasks, vectors, field_name=args.prompt_field, alpha=args.alpha)
             print(_dumps(_folds_json(folds)) if args.json else render_folds(folds))
@@ -333,9 +336,9 @@ def _catalogue(args: argparse.Namespace) -> list[ModelConfig]:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     try:
-        files = [load_jsonl(path) for path in args.data]
+        files = [load_training_jsonl(path) for path in args.data]
         records = [r for f in files for r in f]
-        judge_files = [load_jsonl(path) for path in args.judge_data]
+        judge_files = [load_training_jsonl(path) for path in args.judge_data]
         models = _catalogue(args)
         matching = catalogue.match(
             models, models_in(records), catalogue.parse_map(args.map), args.strong, args.weak

@@ -104,6 +104,26 @@ def load_jsonl(path: str | Path) -> list[Record]:
         return read_lines(fh, str(p))
 
 
+# The public sets the default scorer is judged on: never trained or tuned on, from any source. A file
+# that carries a few of their rows (RouterArena has two MMLU ones) keeps them for `router eval` only.
+HELD_OUT_SETS = frozenset({"mmlu", "gsm8k", "mtbench"})
+
+
+def is_held_out(record: Record) -> bool:
+    """Is the record from one of ``HELD_OUT_SETS``, by the last part of its ``source``
+    (``routerarena/MMLU``; ``MMLUPro`` and ``ArcMMLU`` are other data sets)?"""
+    name = record.source.rsplit("/", 1)[-1].lower()
+    return "".join(c for c in name if c.isalnum()) in HELD_OUT_SETS
+
+
+def load_training_jsonl(path: str | Path) -> list[Record]:
+    """``load_jsonl`` less the held-out sets' rows: what training and calibration read."""
+    kept = [r for r in load_jsonl(path) if not is_held_out(r)]
+    if not kept:
+        raise DataError(f"{path}: every record is from a held-out set ({', '.join(sorted(HELD_OUT_SETS))})")
+    return kept
+
+
 def models_in(records: Sequence[Record]) -> list[str]:
     """Models with a score and a cost on every record (the ones a router can be evaluated with)."""
     common = set(records[0].scores) & set(records[0].cost)
