@@ -194,8 +194,9 @@ class LearnedV2Scorer(Scorer):
         """The token parts of the three linear scores (difficulty, trivial gate, hard gate):
         weighted means of the folded token values."""
         total_w = total_v = total_t = total_h = 0.0
+        get = self._cache.get  # the common case inline: a word seen before
         for word in words(text):
-            w, wv, wt, wh = self._word(word)
+            w, wv, wt, wh = get(word) or self._word(word)
             total_w += w
             total_v += wv
             total_t += wt
