@@ -111,6 +111,11 @@ def main() -> int:
         }
         for name in CLASSIFIERS
     }
+    # The machine's own speed swings by more than most changes (seed alone 8-14 us within an hour):
+    # the ratio to seed, measured in the same interleaved rounds, is the scorer's cost.
+    base = results["seed"]["decision_p50_us"]
+    for r in results.values():
+        r["decision_p50_x_seed"] = round(r["decision_p50_us"] / base, 2)
     doc = {
         "what": "classify + router.pipeline.route.choose over models.sample.json, per query, wall clock",
         "queries": len(texts),
@@ -126,11 +131,11 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     print(f"{len(texts)} queries x {args.rounds} rounds; load avg {doc['loadavg_1m_before_after']}")
-    print(f"{'classifier':<10} {'decision p50':>13} {'p99':>9} {'classify p50':>13}")
+    print(f"{'classifier':<10} {'decision p50':>13} {'p99':>9} {'classify p50':>13} {'p50 x seed':>11}")
     for name, r in results.items():
         print(
             f"{name:<10} {r['decision_p50_us']:>10.1f} µs {r['decision_p99_us']:>6.1f} µs "
-            f"{r['classify_p50_us']:>10.1f} µs"
+            f"{r['classify_p50_us']:>10.1f} µs {r['decision_p50_x_seed']:>10.2f}x"
         )
     print(f"wrote {out}")
     return 0

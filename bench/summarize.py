@@ -270,6 +270,7 @@ def decision_section(r: dict[str, Any]) -> str:
             c.get("decision_p99_us"),
             c.get("classify_p50_us"),
             c.get("classify_p99_us"),
+            c.get("decision_p50_x_seed", "–"),
         ]
         for name, c in r.get("classifiers", {}).items()
     ]
@@ -281,7 +282,15 @@ def decision_section(r: dict[str, Any]) -> str:
         head
         + "\n\n"
         + table(
-            ["classifier", "decision p50 µs", "decision p99 µs", "classify p50 µs", "classify p99 µs"], rows
+            [
+                "classifier",
+                "decision p50 µs",
+                "decision p99 µs",
+                "classify p50 µs",
+                "classify p99 µs",
+                "p50 x seed",
+            ],
+            rows,
         )
     )
 
