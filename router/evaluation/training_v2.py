@@ -135,8 +135,8 @@ RECIPES: dict[str, Recipe] = {
         gate="negative",
     ),
     # The project's own labelled easy/hard requests, with RouterBench's models (make_synthetic.py):
-    # 931 templated requests against ~3,000 per real group, weighted up so that what kind of request
-    # it is (a greeting, a proof) is learned at all; chosen by the development set.
+    # about 1,100 templated requests against ~3,000 per real group, weighted up so that what kind of
+    # request it is (a greeting, a proof) is learned at all; chosen by the development set.
     "synthetic_train": _SYNTHETIC,
     # Everyday multi-step word problems (make_wordproblems.py): only "not trivial", so that plain
     # words ("buys", "how much is left") with several quantities do not close the trivial gate.
@@ -268,7 +268,8 @@ def _train_gate(
     target: str = "trivial",
 ) -> tuple[Matrix, float] | None:
     """Logistic regression: is this a trivial request (a synthetic one where no model gains)
-    rather than a benchmark question or a hard request? Positives and negatives weigh the same.
+    rather than a benchmark question or a hard request? Positives and negatives weigh the same, and
+    within each every source does (``_gate_weights``).
     Returns raw-feature coefficients and intercept, or None without both kinds of example."""
     rows, labels_, groups = [], [], []
     offset = 0
