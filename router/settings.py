@@ -70,22 +70,22 @@ class Settings(BaseModel):
     CLASSIFIER_TIMEOUT_S: float = Field(3.0, gt=0, le=60)
     JUDGE_ENABLED: bool = True
     JUDGE_LOW: float = Field(
-        0.1897, ge=0, le=1, description="Scores in [LOW, HIGH] ask the judge (calibrated for learned-v2)."
+        0.1904, ge=0, le=1, description="Scores in [LOW, HIGH] ask the judge (calibrated for learned-v2)."
     )
-    JUDGE_HIGH: float = Field(0.2021, ge=0, le=1)
+    JUDGE_HIGH: float = Field(0.2024, ge=0, le=1)
     JUDGE_SCALE: tuple[float, ...] = Field(
         (
-            0.1897,
-            0.1908,
-            0.19206,
-            0.1932,
-            0.19412,
-            0.1952,
-            0.1964,
-            0.19778,
-            0.1991,
-            0.2004,
-            0.2021,
+            0.1904,
+            0.1914,
+            0.1928,
+            0.1938,
+            0.1948,
+            0.196,
+            0.19708,
+            0.1984,
+            0.1996,
+            0.2008,
+            0.2024,
         ),
         description="The scorer's score for judge answers 0, 0.1, ..., 1 (comma list, any count >= 2, "
         "non-decreasing; by router calibrate, for learned-v2); 0,1 takes the answer as it is.",

@@ -147,7 +147,7 @@ async def test_route_end_to_end_with_the_function_key(host: FakeHost, loaded: di
         assert (
             await client.post("/api/route", json=body, headers={"x-functions-key": "wrong"})
         ).status_code == 401
-        before = set(host.invocations)
+        before = host.mark()
         rid = f"worker-{uuid.uuid4().hex[:8]}"
         r = await client.post("/api/route", json=body, headers={"x-functions-key": KEY, "x-request-id": rid})
         assert r.status_code == 200, r.text + host.worker_output()
@@ -252,7 +252,7 @@ def word_times(arrivals: list[tuple[float, bytes]]) -> tuple[float, float]:
 async def test_stream_chunks_reach_the_client_while_the_upstream_is_still_sending(
     host: FakeHost, loaded: dict[str, Any], sim: Any, record_property: Any
 ) -> None:
-    before = set(host.invocations)
+    before = host.mark()
     started = time.monotonic()
     first, last = word_times(await stream_arrivals(loaded["url"], sim))
     (invocation,) = host.invocations_after(before, 1)

@@ -23,6 +23,7 @@ ROOT = Path(__file__).parents[1]
 DEV = ROOT / "router" / "evaluation" / "data" / "everyday_dev.jsonl"
 SYNTHETIC = ROOT / "router" / "evaluation" / "data" / "synthetic_train.jsonl"
 WORD_PROBLEMS = ROOT / "router" / "evaluation" / "data" / "wordproblems_train.jsonl"
+IMPERATIVES = ROOT / "router" / "evaluation" / "data" / "imperatives_train.jsonl"
 SHARED = ROOT.parent / "shared" / "routing-data"
 
 
@@ -150,7 +151,7 @@ def test_dev_set_is_big_enough_and_never_trained_on() -> None:
         return " ".join(t.lower().split())
 
     dev = {norm(t) for t, _, _ in items}
-    for path in (SYNTHETIC, WORD_PROBLEMS):
+    for path in (SYNTHETIC, WORD_PROBLEMS, IMPERATIVES):
         trained = [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines()]
         assert trained and not dev & {norm(t) for t in trained}, path.name
 
@@ -177,13 +178,12 @@ def test_multi_step_word_problems_are_not_gated_as_trivial(scorer: LearnedV2Scor
 def test_a_request_of_a_clearly_hard_kind_is_never_also_trivial(scorer: LearnedV2Scorer) -> None:
     """Both gates fire on short imperatives for a whole system or a named result; the hard one decides.
     None of these is in a training file. With the gates combined as before, (1 - P(trivial)) times the
-    rest, every one would score below gpt-4.1-nano's cut (0.00001 to 0.08) and go there."""
+    rest, every one would score below gpt-4.1-nano's cut (0.0001 to 0.08) and go there."""
     short_hard = [
         "Design a URL shortener at global scale.",
         "Prove Cauchy-Schwarz.",
         "Write a CRDT for collaborative text editing.",
-        "Build a mini MapReduce framework.",
-        "Write a WebAssembly interpreter.",
+        "Write a memory allocator.",
     ]
     models = sorted(load_file(ROOT / "models.sample.json"), key=lambda m: m.cost_per_1k_tokens)
     boost = scorer._boost
@@ -194,8 +194,39 @@ def test_a_request_of_a_clearly_hard_kind_is_never_also_trivial(scorer: LearnedV
         expected = (1 - trivial * (1 - hard)) * (p + (1 - p) * boost * hard)
         assert scorer.score(text) == pytest.approx(expected, abs=1e-9)
         assert choose(models, routed(scorer.score(text)), Constraints()).model.name == models[-1].name, text
-    trained = {json.loads(line)["question"] for line in SYNTHETIC.read_text(encoding="utf-8").splitlines()}
+    trained = {
+        json.loads(line)["question"]
+        for path in (SYNTHETIC, IMPERATIVES)
+        for line in path.read_text(encoding="utf-8").splitlines()
+    }
     assert not trained & set(short_hard)
+
+
+def test_short_imperatives_for_a_whole_system_go_to_the_strongest_model(scorer: LearnedV2Scorer) -> None:
+    """A bare "Write <a system>." is as short and plain as a trivial request, so one word's vector used to
+    decide it: "Write a garbage collector." and "Write a compiler for a tiny language." scored 0.0005
+    and 0.006 (P(trivial) 1.0, P(hard kind) 0) and went to gpt-4.1-nano. The gate-only imperatives
+    (``imperatives_train.jsonl``: 50 other systems, none of these) teach both gates the form."""
+    models = sorted(load_file(ROOT / "models.sample.json"), key=lambda m: m.cost_per_1k_tokens)
+    unseen = [
+        "Write a garbage collector.",
+        "Write a compiler for a tiny language.",
+        "Build a web server in C.",
+        "Write a memory allocator.",
+        "Write a garbage collector in C.",
+    ]
+    trained = {
+        json.loads(line)["question"]
+        for path in (SYNTHETIC, IMPERATIVES)
+        for line in path.read_text(encoding="utf-8").splitlines()
+    }
+    rows = [json.loads(line) for line in IMPERATIVES.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 50 and all(r["label"] == "hard" and r["question"].startswith("Write ") for r in rows)
+    systems = " ".join(r["question"].lower() for r in rows)
+    assert not any(word in systems for word in ("garbage", "compiler", "allocator", "web server"))
+    for text in unseen:
+        assert text not in trained
+        assert choose(models, routed(scorer.score(text)), Constraints()).model.name == models[-1].name, text
 
 
 def test_default_scorer_ranks_hard_above_easy_on_the_dev_set() -> None:

@@ -1,4 +1,5 @@
-"""Write ``router/evaluation/data/synthetic_train.jsonl``: templated easy/hard requests for training.
+"""Write ``router/evaluation/data/synthetic_train.jsonl`` (templated easy/hard requests for training)
+and ``imperatives_train.jsonl`` (short hard imperatives that only the two gates learn from).
 
 Deterministic (no randomness): every template is crossed with its fillers. None of these texts is
 in the everyday development set (``everyday_dev.jsonl``); the test suite checks that. In the
@@ -16,7 +17,9 @@ import itertools
 import json
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "router" / "evaluation" / "data" / "synthetic_train.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "router" / "evaluation" / "data"
+OUT = DATA / "synthetic_train.jsonl"
+IMPERATIVES_OUT = DATA / "imperatives_train.jsonl"
 
 PREMIUM = ("gpt-4-1106-preview", "claude-v2", "claude-v1")
 # Mean cost per query (USD) of each model over the three RouterBench files.
@@ -891,6 +894,66 @@ HARD = [
 ]
 
 
+# "Write <a whole system>." and nothing more: as short and plain as a trivial request, so one word's
+# vector decided its gates ("Write a garbage collector.": P(trivial) 1.0, to gpt-4.1-nano). A file of
+# its own, for the gates only (no weight in the difficulty model: in ``HARD`` the same rows cost
+# MBPP's within-task order, whose requests also start "Write a ..."). None of these systems is a
+# development or check request's.
+IMPERATIVE_SYSTEMS = [
+    "a B-tree index",
+    "a bytecode virtual machine",
+    "a toy operating system kernel",
+    "a journaling file system",
+    "a database storage engine",
+    "a distributed lock service",
+    "a layer-7 load balancer",
+    "a message broker",
+    "a container runtime",
+    "a TCP/IP stack",
+    "a text editor with undo and redo",
+    "a spreadsheet engine with formulas",
+    "a ray tracer",
+    "a rigid-body physics engine",
+    "a neural network library from scratch",
+    "a Scheme interpreter",
+    "a static type checker",
+    "a linker for ELF files",
+    "an x86 assembler",
+    "a source-level debugger",
+    "a sampling profiler",
+    "a version control system",
+    "a package manager with dependency resolution",
+    "a build system with incremental rebuilds",
+    "a cost-based query optimizer",
+    "a transaction manager with MVCC",
+    "a write-ahead log with crash recovery",
+    "a DNS resolver",
+    "a TLS 1.3 handshake",
+    "a work-stealing thread pool",
+    "an async event loop",
+    "a coroutine library",
+    "a cryptographic hash function",
+    "an image compression codec",
+    "a video streaming server",
+    "a recommendation engine",
+    "a full-text search index",
+    "a theorem prover",
+    "a symbolic differentiation engine",
+    "an arbitrary-precision integer library",
+    "a graph database",
+    "a time-series database",
+    "a lock-free ring buffer",
+    "a peer-to-peer file sharing protocol",
+    "a Paxos implementation",
+    "a distributed tracing system",
+    "a software renderer for 3D meshes",
+    "a regex-to-DFA converter",
+    "a sandbox for untrusted code",
+    "a deadlock detector",
+]
+IMPERATIVES = [("Write {x}.", {"x": IMPERATIVE_SYSTEMS})]
+
+
 def expand(templates: list[tuple[str, dict[str, list[str]]]]) -> list[str]:
     out = []
     for template, fillers in templates:
@@ -900,23 +963,34 @@ def expand(templates: list[tuple[str, dict[str, list[str]]]]) -> list[str]:
     return out
 
 
+def _row(prefix: str, source: str, label: str, i: int, text: str) -> dict[str, object]:
+    return {
+        "id": f"{prefix}.{label}.{i}",
+        "source": source,
+        "label": label,
+        "question": text,
+        "scores": {m: 1.0 if label == "easy" or m in PREMIUM else 0.0 for m in COST},
+        "cost": COST,
+    }
+
+
+def _write(path: Path, rows: list[dict[str, object]]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
 def main() -> int:
-    rows = []
-    for label, texts in (("easy", expand(EASY)), ("hard", expand(HARD))):
-        for i, text in enumerate(texts):
-            rows.append(
-                {
-                    "id": f"synthetic.{label}.{i}",
-                    "source": "synthetic",
-                    "label": label,
-                    "question": text,
-                    "scores": {m: 1.0 if label == "easy" or m in PREMIUM else 0.0 for m in COST},
-                    "cost": COST,
-                }
-            )
-    OUT.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    rows = [
+        _row("synthetic", "synthetic", label, i, text)
+        for label, texts in (("easy", expand(EASY)), ("hard", expand(HARD)))
+        for i, text in enumerate(texts)
+    ]
+    _write(OUT, rows)
     easy = sum(r["label"] == "easy" for r in rows)
     print(f"wrote {OUT}: {easy} easy, {len(rows) - easy} hard")
+    texts = expand(IMPERATIVES)
+    imperatives = [_row("imperatives", "imperatives", "hard", i, t) for i, t in enumerate(texts)]
+    _write(IMPERATIVES_OUT, imperatives)
+    print(f"wrote {IMPERATIVES_OUT}: {len(imperatives)} hard")
     return 0
 
 

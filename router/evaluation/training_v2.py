@@ -59,6 +59,7 @@ DEFAULT_EMB_WEIGHT = 0.2  # by leave-one-file-out APGR: more helps between kinds
 # training queries. Not fitted: a fitted weight follows RouterBench's within-task noise.
 DEFAULT_PRIOR_WEIGHT = 0.2
 SIF_A = 1e-3
+GATES_ONLY = 1e-9  # a file's weight in the difficulty model when only the gates learn from it
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,12 @@ class Recipe:
     gate: str = "skip"
     weight: float = 1.0  # total weight of the file's group, relative to the others
     within: bool = True  # its within-task difficulty trains the text-statistics part
+
+    @property
+    def gates_only(self) -> bool:
+        """Only the gates learn from it (its labels are an assumption, not a measurement): it has no
+        weight in the difficulty model and no leave-one-file-out APGR of its own."""
+        return self.weight <= GATES_ONLY
 
 
 _RB = Recipe(
@@ -141,7 +148,11 @@ RECIPES: dict[str, Recipe] = {
     # Everyday multi-step word problems (make_wordproblems.py): only "not trivial", so that plain
     # words ("buys", "how much is left") with several quantities do not close the trivial gate.
     # No weight in the difficulty heads' fits (their label is an assumption, not a measurement).
-    "wordproblems_train": replace(_SYNTHETIC, gate="not-trivial", weight=1e-9),
+    "wordproblems_train": replace(_SYNTHETIC, gate="not-trivial", weight=GATES_ONLY),
+    # Short hard imperatives ("Write a B-tree index."): hard for both gates, nothing else. As plain
+    # as a greeting, so one word's vector decided them before; as rows of the synthetic set they
+    # also moved the difficulty model inside MBPP ("Write a function ..."), hence gates only.
+    "imperatives_train": replace(_SYNTHETIC, weight=GATES_ONLY),
 }
 
 
@@ -641,8 +652,8 @@ def held_out_folds(
     for test in tasks:
         if evaluate is not None and test.name not in evaluate:
             continue
-        if test.recipe.gate == "not-trivial":
-            continue  # a gate-only file: its labels are assumed, not measured
+        if test.recipe.gates_only:
+            continue  # its labels are assumed, not measured
         train_on = [t for t in tasks if t is not test]
         scorer = LearnedV2Scorer(
             train(

@@ -66,6 +66,7 @@ class FakeHost:
         self.logs: list[Any] = []
         self.invocations: dict[str, Any] = {}
         self.answered_at: dict[str, float] = {}  # invocation id -> time.monotonic() of its response
+        self.requested: list[str] = []  # every invocation id sent, in order
         self.functions: dict[str, Any] = {}  # name -> RpcFunctionMetadata
         self.http_uri: str | None = None
         self.server: grpc.Server | None = None
@@ -118,9 +119,14 @@ class FakeHost:
                 return found
             time.sleep(0.02)
 
+    def mark(self) -> set[str]:
+        """Every invocation sent or answered so far, for ``invocations_after``: an earlier test's
+        invocation can still be answered after this point (its HTTP response came first)."""
+        return set(self.requested) | set(self.invocations)
+
     def invocations_after(self, before: set[str], count: int, timeout: float = 10.0) -> list[str]:
-        """Ids of the invocations answered since ``before``, waiting for ``count`` of them: under HTTP
-        streams an InvocationResponse and the HTTP response it belongs to race each other."""
+        """Ids of the invocations answered since ``before`` (``mark()``), waiting for ``count`` of them:
+        under HTTP streams an InvocationResponse and the HTTP response it belongs to race each other."""
         deadline = time.monotonic() + timeout
         while True:
             new = [i for i in list(self.invocations) if i not in before]
@@ -214,6 +220,7 @@ class FakeHost:
 
     def invoke(self, name: str, input_data: list[Any], timeout: float = 60.0) -> Any:
         invocation_id = str(uuid.uuid4())
+        self.requested.append(invocation_id)
         self.send(invocation_request=self._invocation(name, invocation_id, input_data))
         return self.wait(invocation_id, timeout).invocation_response
 
@@ -265,6 +272,7 @@ class FakeHost:
                 params={"route": request.url.path.lstrip("/")},
             )
             binding = protos.ParameterBinding(name=trigger["name"], data=protos.TypedData(http=rpc_http))
+            self.requested.append(invocation_id)
             self.send(invocation_request=self._invocation(function, invocation_id, [binding]))
             return await self._forward(request, invocation_id)
 
