@@ -70,22 +70,22 @@ class Settings(BaseModel):
     CLASSIFIER_TIMEOUT_S: float = Field(3.0, gt=0, le=60)
     JUDGE_ENABLED: bool = True
     JUDGE_LOW: float = Field(
-        0.1904, ge=0, le=1, description="Scores in [LOW, HIGH] ask the judge (calibrated for learned-v2)."
+        0.1912, ge=0, le=1, description="Scores in [LOW, HIGH] ask the judge (calibrated for learned-v2)."
     )
-    JUDGE_HIGH: float = Field(0.2024, ge=0, le=1)
+    JUDGE_HIGH: float = Field(0.2036, ge=0, le=1)
     JUDGE_SCALE: tuple[float, ...] = Field(
         (
-            0.1904,
-            0.1914,
-            0.1928,
-            0.1938,
-            0.1948,
-            0.196,
-            0.19708,
-            0.1984,
-            0.1996,
-            0.2008,
-            0.2024,
+            0.1912,
+            0.19236,
+            0.1936,
+            0.19448,
+            0.1956,
+            0.1969,
+            0.19818,
+            0.1993,
+            0.2005,
+            0.20202,
+            0.2036,
         ),
         description="The scorer's score for judge answers 0, 0.1, ..., 1 (comma list, any count >= 2, "
         "non-decreasing; by router calibrate, for learned-v2); 0,1 takes the answer as it is.",

@@ -58,7 +58,7 @@ def test_the_shipped_scale_puts_a_judge_answer_of_half_just_below_the_cut_in_fro
 
 
 def test_a_cut_between_two_routed_scores_puts_the_scale_midpoint_on_the_lower_one() -> None:
-    """Calibrated cuts are midpoints of routed scores (0.19605): rounding the cut itself would go
+    """Calibrated cuts are midpoints of routed scores (0.19695): rounding the cut itself would go
     either way by the float's last bit, so the midpoint is the lower routed score."""
     scores = [0.1950, 0.1951, 0.1952, 0.1953, 0.1954, 0.1955, 0.1956]
     scale = judge_scale(scores, Band(0.1950, 0.1956, 1.0), 0.19535, points=5)
@@ -107,12 +107,12 @@ def test_judge_scale_setting_is_a_comma_list_validated_by_name() -> None:
 @pytest.mark.parametrize(
     ("reply", "model"),
     [
-        ("0", "gpt-4o-mini"),  # the band's easiest score, 0.1904
-        ("0.3", "gpt-4o-mini"),  # 0.1938
-        ("0.45", "gpt-4o-mini"),  # 0.1954, below the cut (0.19605: gpt-4o-mini's and gpt-4.1-mini's)
-        ("0.5", "gpt-4o-mini"),  # 0.1960: the routed score just below the cut, whatever the float's last bit
-        ("0.55", "gpt-4.1"),  # 0.1965
-        ("0.9", "gpt-4.1"),  # 0.2008
+        ("0", "gpt-4o-mini"),  # the band's easiest score, 0.1912
+        ("0.3", "gpt-4o-mini"),  # 0.1945
+        ("0.45", "gpt-4.1-mini"),  # 0.1962: above gpt-4o-mini's cut (0.19495), below gpt-4.1-mini's (0.19695)
+        ("0.5", "gpt-4.1-mini"),  # 0.1969: the routed score just below the cut, whatever the float's last bit
+        ("0.55", "gpt-4.1"),  # 0.1975
+        ("0.9", "gpt-4.1"),  # 0.2020
     ],
 )
 async def test_a_mid_band_request_routes_where_the_scale_says(harness_factory, reply: str, model: str):
@@ -131,7 +131,7 @@ async def test_a_mid_band_request_routes_where_the_scale_says(harness_factory, r
 
 async def test_without_the_scale_a_middling_answer_sends_the_band_to_the_priciest(harness_factory):
     """Why the scale exists: read as it is, "0.3" (easier than moderate) is far above every cheaper
-    model's max_complexity (<= 0.19605) and sends the request to gpt-4.1; on the scale it is 4o-mini."""
+    model's max_complexity (<= 0.19695) and sends the request to gpt-4.1; on the scale it is 4o-mini."""
     h = await harness_factory(
         CATALOGUE, CLASSIFIER="learned-v2", CLASSIFIER_TIMEOUT_S=30, **{**DEFAULTS, "JUDGE_SCALE": (0.0, 1.0)}
     )

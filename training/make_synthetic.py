@@ -952,6 +952,106 @@ IMPERATIVE_SYSTEMS = [
     "a deadlock detector",
 ]
 IMPERATIVES = [("Write {x}.", {"x": IMPERATIVE_SYSTEMS})]
+# ... and the same forms for everyday things, easy: without them the gates learn the form instead of
+# the object, and "Write a packing list." or "Design a weekly meal plan." go to gpt-4.1. None of these
+# objects is a development or check request's.
+IMPERATIVES_EASY = [
+    (
+        "Write {x}.",
+        {
+            "x": [
+                "a short poem about the sea",
+                "a rhyming couplet about autumn",
+                "a pun about bread",
+                "a short congratulations message",
+                "a note to my neighbour about a parcel",
+                "a friendly hello email",
+                "a short invitation to a barbecue",
+                "a sign for a lost umbrella",
+                "a note excusing my son from school today",
+                "a short review of a pizza place",
+                "a short message to cancel a dentist appointment",
+                "a fun fact about penguins",
+                "a short holiday greeting",
+                "a name for a goldfish",
+                "a list of five fruits",
+                "a cheerful good-morning text",
+                "a short ad for a garage sale",
+                "a note for the milkman",
+                "a fortune cookie message",
+                "a short speech to open a book club",
+                "a happy anniversary message",
+                "a postcard from Paris",
+                "a short text asking a friend to lunch",
+                "a kind comment on a friend's photo",
+                "a one-line description of a cosy cafe",
+                "a cute nickname for my puppy",
+            ]
+        },
+    ),
+    (
+        "Design {x}.",
+        {
+            "x": [
+                "a birthday party invitation",
+                "a poster for a bake sale",
+                "a name tag for a conference",
+                "a cover for my recipe notebook",
+                "a simple flyer for a yard sale",
+                "a reading corner for my kids",
+                "a colour scheme for a bedroom",
+                "a treasure hunt for a child's party",
+                "a quiz about fruits for kids",
+                "a simple weekly chore schedule",
+            ]
+        },
+    ),
+    (
+        "Build {x}.",
+        {
+            "x": [
+                "a reading list for the summer",
+                "a checklist for moving house",
+                "a simple budget for a weekend trip",
+                "a list of icebreaker questions",
+                "a study timetable for next week",
+                "a list of gift ideas for my mum",
+                "a simple daily schedule",
+                "a list of indoor games for a rainy day",
+                "a shopping list for a taco night",
+                "a beach day checklist",
+            ]
+        },
+    ),
+    (
+        "Make {x}.",
+        {
+            "x": [
+                "a list of fun weekend activities",
+                "a short poem for my grandma",
+                "a simple sign for my door",
+                "a list of pet names for a hamster",
+                "a cheerful banner message",
+                "a list of easy dinner ideas",
+                "a rhyme about brushing teeth",
+                "a short note for the babysitter",
+                "a simple quiz about colours",
+            ]
+        },
+    ),
+    (
+        "Plan {x}.",
+        {
+            "x": [
+                "a picnic in the park",
+                "a movie night with friends",
+                "a lazy Sunday",
+                "a family game night",
+                "a trip to the zoo",
+            ]
+        },
+    ),
+]
 
 
 def expand(templates: list[tuple[str, dict[str, list[str]]]]) -> list[str]:
@@ -974,23 +1074,19 @@ def _row(prefix: str, source: str, label: str, i: int, text: str) -> dict[str, o
     }
 
 
-def _write(path: Path, rows: list[dict[str, object]]) -> None:
+def _write(path: Path, source: str, easy: list[str], hard: list[str]) -> None:
+    rows = [
+        _row(source, source, label, i, text)
+        for label, texts in (("easy", easy), ("hard", hard))
+        for i, text in enumerate(texts)
+    ]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    print(f"wrote {path}: {len(easy)} easy, {len(hard)} hard")
 
 
 def main() -> int:
-    rows = [
-        _row("synthetic", "synthetic", label, i, text)
-        for label, texts in (("easy", expand(EASY)), ("hard", expand(HARD)))
-        for i, text in enumerate(texts)
-    ]
-    _write(OUT, rows)
-    easy = sum(r["label"] == "easy" for r in rows)
-    print(f"wrote {OUT}: {easy} easy, {len(rows) - easy} hard")
-    texts = expand(IMPERATIVES)
-    imperatives = [_row("imperatives", "imperatives", "hard", i, t) for i, t in enumerate(texts)]
-    _write(IMPERATIVES_OUT, imperatives)
-    print(f"wrote {IMPERATIVES_OUT}: {len(imperatives)} hard")
+    _write(OUT, "synthetic", expand(EASY), expand(HARD))
+    _write(IMPERATIVES_OUT, "imperatives", expand(IMPERATIVES_EASY), expand(IMPERATIVES))
     return 0
 
 

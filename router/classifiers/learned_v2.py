@@ -8,14 +8,17 @@ tokenisation (cached per word) and a weighted average, in pure Python, with no n
 
 Three such linear heads share the features: the difficulty model ``p`` (Platt-calibrated on
 RouterBench: the estimated probability that a GPT-4-class model answers better than a
-Mixtral-class one) and two logistic gates on the kind of request, trivial and clearly hard:
+Mixtral-class one) and two logistic gates on the kind of request, trivial and clearly hard, read
+together as one three-way choice (``kind_shares``: a softmax of their logits and 0 for "neither"):
 
-    score = (1 - P(trivial) * (1 - P(hard kind))) * (p + (1 - p) * boost * P(hard kind))
+    score = (P(neither) + P(hard kind)) * p + P(hard kind) * (1 - p) * boost
 
 so a greeting scores near 0 and a proof about ``boost`` or more, while inside a benchmark (both gates
-near 0) the order is ``p``'s. A request of a clearly hard kind is never also trivial: both gates can
-fire on a short imperative ("Design a distributed consensus protocol.": P(trivial) 0.997 from its
-length and form, P(hard kind) 1.0), and there the hard one decides. ``p``'s logit also carries a
+near 0) the order is ``p``'s. With one gate silent this is ``(1 - P(trivial)) * p`` or
+``p + (1 - p) * boost * P(hard kind)``. Both can fire on a short imperative, which is as plain as a
+trivial request ("Design a distributed consensus protocol.", but also "Write a packing list."), and
+there the more confident gate (the larger logit) decides: both probabilities are 1.0 to many
+decimals, their logits are not. ``p``'s logit also carries a
 fixed share of the hand-built ``improved`` score (its ``prior``): a prior with no fitted weights that
 orders problems of one kind by how much there is to get right (length, quantities, formulas), where
 the fitted heads see mostly topic. The data file is written by ``python -m router classifier train
@@ -205,23 +208,43 @@ class LearnedV2Scorer(Scorer):
             return 0.0, 0.0, 0.0
         return total_v / total_w, total_t / total_w, total_h / total_w
 
-    def parts(self, text: str) -> tuple[float, float, float]:
-        """(P(strong better) from the difficulty model, P(trivial kind), P(hard kind))."""
+    def logits(self, text: str) -> tuple[float, float | None, float | None]:
+        """(P(strong better) from the difficulty model, the trivial gate's logit, the hard gate's
+        logit); None for a gate the data file does not have."""
         sem, tsem, hsem = self.semantic(text)
         f = features(text)
         linear = sem + sum(map(float.__mul__, self._a, f), self._b)
         prior = self._prior_w * (improved_from_features(f) - self._prior_c) if self._prior_w else 0.0
         p = _sigmoid(self._slope * linear + self._offset + prior)
         trivial, hard = self._gates
-        return p, trivial.prob(tsem, f) if trivial else 0.0, hard.prob(hsem, f) if hard else 0.0
+        return p, trivial.logit(tsem, f) if trivial else None, hard.logit(hsem, f) if hard else None
+
+    def parts(self, text: str) -> tuple[float, float, float]:
+        """(P(strong better) from the difficulty model, P(trivial kind), P(hard kind)), each gate on
+        its own."""
+        p, trivial, hard = self.logits(text)
+        return p, 0.0 if trivial is None else _sigmoid(trivial), 0.0 if hard is None else _sigmoid(hard)
 
     def z(self, text: str) -> float:
         """Linear difficulty score (before calibration and the gates)."""
         return self.semantic(text)[0] + sum(map(float.__mul__, self._a, features(text)), self._b)
 
     def score(self, text: str) -> float:
-        p, trivial, hard = self.parts(text)
-        return (1.0 - trivial * (1.0 - hard)) * (p + (1.0 - p) * self._boost * hard)
+        p, trivial, hard = self.logits(text)
+        p_hard, p_neither = kind_shares(trivial, hard)
+        return (p_neither + p_hard) * p + p_hard * (1.0 - p) * self._boost
+
+
+def kind_shares(trivial: float | None, hard: float | None) -> tuple[float, float]:
+    """(P(hard kind), P(neither)) from the two gates' logits (None: no such gate), as one choice among
+    trivial, hard and neither (logit 0). Where one gate is silent the other reads as its own sigmoid;
+    where both fire, the larger logit wins instead of whichever the formula favours."""
+    lt = -math.inf if trivial is None else trivial
+    lh = -math.inf if hard is None else hard
+    top = max(0.0, lt, lh)
+    e_neither, e_trivial, e_hard = math.exp(-top), math.exp(lt - top), math.exp(lh - top)
+    total = e_neither + e_trivial + e_hard
+    return e_hard / total, e_neither / total
 
 
 class _Gate:
@@ -239,8 +262,8 @@ class _Gate:
         wvalue = list(map(operator.mul, weights, raw["token_value"]))
         return cls(wvalue, [float(c) for c in raw["stat_coef"]], float(raw["intercept"]))
 
-    def prob(self, token_part: float, f: list[float]) -> float:
-        return _sigmoid(token_part + sum(map(float.__mul__, self.a, f), self.b))
+    def logit(self, token_part: float, f: list[float]) -> float:
+        return token_part + sum(map(float.__mul__, self.a, f), self.b)
 
 
 def _sigmoid(t: float) -> float:
