@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from router.classifiers import get_scorer, names
 from router.classifiers.base import routed
 from router.classifiers.learned_v2 import DEFAULT_DATA, LearnedV2Scorer, WeightsError, load, token_ids, words
-from router.models.config import load_file
+from router.models.config import ModelConfig, load_file
 from router.pipeline.route import Constraints, choose
 from router.settings import Settings
 
@@ -30,6 +30,20 @@ SHARED = ROOT.parent / "shared" / "routing-data"
 def dev_set() -> list[tuple[str, bool, str]]:
     rows = [json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [(r["text"], r["label"] == "hard", r["kind"]) for r in rows]
+
+
+def catalogue_by_price() -> list[ModelConfig]:
+    """The shipped catalogue, cheapest first."""
+    return sorted(load_file(ROOT / "models.sample.json"), key=lambda m: m.cost_per_1k_tokens)
+
+
+def trained_questions(*paths: Path) -> list[str]:
+    """Every question of these training files."""
+    return [
+        json.loads(line)["question"]
+        for path in paths
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +166,7 @@ def test_dev_set_is_big_enough_and_never_trained_on() -> None:
 
     dev = {norm(t) for t, _, _ in items}
     for path in (SYNTHETIC, WORD_PROBLEMS, IMPERATIVES):
-        trained = [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines()]
+        trained = trained_questions(path)
         assert trained and not dev & {norm(t) for t in trained}, path.name
 
 
@@ -181,7 +195,7 @@ def test_when_both_gates_fire_the_more_confident_one_decides(scorer: LearnedV2Sc
     proofs and systems to gpt-4.1-nano, and ``1 - P(trivial) x (1 - P(hard))`` sent these everyday
     requests to gpt-4.1. Read as one three-way choice (``kind_shares``), the larger logit decides.
     None of these is in a training file."""
-    models = sorted(load_file(ROOT / "models.sample.json"), key=lambda m: m.cost_per_1k_tokens)
+    models = catalogue_by_price()
     boost = scorer._boost
     hard_kind = [
         "Prove Cauchy-Schwarz.",
@@ -206,11 +220,7 @@ def test_when_both_gates_fire_the_more_confident_one_decides(scorer: LearnedV2Sc
         else:
             assert lt > lh and chosen == models[0].name, text
             assert override > models[-2].max_complexity  # the second formula: gpt-4.1
-    trained = {
-        json.loads(line)["question"]
-        for path in (SYNTHETIC, IMPERATIVES)
-        for line in path.read_text(encoding="utf-8").splitlines()
-    }
+    trained = set(trained_questions(SYNTHETIC, IMPERATIVES))
     assert not trained & set(hard_kind + everyday)
 
 
@@ -222,18 +232,14 @@ def test_short_imperatives_for_a_whole_system_go_to_the_strongest_model(scorer: 
     both gates; none of these systems is among them. ("Write a compiler for a tiny language." is still
     a near miss: its trivial logit is the larger, 3.3 against 2.1, and it scores 0.14, just above
     nano's cut, on gpt-4o-mini.)"""
-    models = sorted(load_file(ROOT / "models.sample.json"), key=lambda m: m.cost_per_1k_tokens)
+    models = catalogue_by_price()
     unseen = [
         "Write a garbage collector.",
         "Build a web server in C.",
         "Write a memory allocator.",
         "Write a garbage collector in C.",
     ]
-    trained = {
-        json.loads(line)["question"]
-        for path in (SYNTHETIC, IMPERATIVES)
-        for line in path.read_text(encoding="utf-8").splitlines()
-    }
+    trained = set(trained_questions(SYNTHETIC, IMPERATIVES))
     rows = [json.loads(line) for line in IMPERATIVES.read_text(encoding="utf-8").splitlines()]
     assert Counter(r["label"] for r in rows) == {"hard": 50, "easy": 60}
     systems = " ".join(r["question"].lower() for r in rows if r["label"] == "hard")
@@ -255,7 +261,7 @@ def test_default_scorer_ranks_hard_above_easy_on_the_dev_set() -> None:
 def test_shipped_catalogue_routes_everyday_requests_cheaply() -> None:
     """The issue's promise, on the dev set: no trivial request reaches the priciest model, >= 95% of
     them go to the two cheapest, and <= 5% of hard ones go to the cheapest."""
-    models = sorted(load_file(ROOT / "models.sample.json"), key=lambda m: m.cost_per_1k_tokens)
+    models = catalogue_by_price()
     scorer = get_scorer(Settings.model_fields["CLASSIFIER"].default)
     by_model: dict[bool, Counter[str]] = {False: Counter(), True: Counter()}
     for text, hard, _ in dev_set():
